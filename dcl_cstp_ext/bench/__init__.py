@@ -1,0 +1,1 @@
+"""Benchmarks (``dcl-cstp bench ...``): measured with scripts, never with timed tests."""

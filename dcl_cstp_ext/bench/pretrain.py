@@ -1,0 +1,165 @@
+"""``dcl-cstp bench pretrain``: images/s and peak memory of one training step per pre-training method.
+
+Every method runs on the same random batch of views, in its own child process (so that peak RSS on the CPU is the
+method's own), after ``warmup`` untimed steps. The report gives each method's ratio of step time to SimSiam's.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import platform
+import resource
+import time
+from pathlib import Path
+
+import torch
+
+__all__ = ["bench_pretrain"]
+
+
+def _views(batch_size: int, channels: int, image_size: int, device: torch.device, seed: int) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.rand(batch_size, channels, image_size, image_size, generator=g).to(device) for _ in range(3)]
+
+
+def _run_one(cfg: dict, queue: mp.Queue) -> None:
+    try:
+        queue.put(_measure(**cfg))
+    except BaseException as err:  # report the failure to the parent instead of hanging it
+        queue.put({"method": cfg["method"], "error": repr(err)})
+
+
+def _measure(
+    method: str,
+    backbone: str,
+    image_size: int,
+    batch_size: int,
+    steps: int,
+    warmup: int,
+    channels: int,
+    device: str,
+    amp: bool,
+    channels_last: bool,
+    queue_size: int,
+    seed: int,
+    threads: int | None,
+) -> dict:
+    from ..engines.step import ssl_train_step
+    from ..methods import build_method
+
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    dev = torch.device(device)
+    model = build_method(method, backbone=backbone, in_channels=channels, queue_size=queue_size).to(dev)
+    views = _views(batch_size, channels, image_size, dev, seed)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+    opt = torch.optim.SGD(model.parameters(), lr=0.03, momentum=0.9, weight_decay=1e-4)
+    scaler = torch.amp.GradScaler("cuda") if (amp and dev.type == "cuda") else None
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    for _ in range(warmup):
+        ssl_train_step(model, opt, views, amp=amp, scaler=scaler)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    times, losses = [], []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        out = ssl_train_step(model, opt, views, amp=amp, scaler=scaler)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+        losses.append(float(out["loss"]))
+    times.sort()
+    median = times[len(times) // 2]
+    result = {
+        "method": method,
+        "step_s_median": median,
+        "step_s_mean": sum(times) / len(times),
+        "images_per_s": batch_size / median,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_before_steps_mb": rss_before,
+        "params_trainable_m": sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6,
+        "first_loss": losses[0],
+        "last_loss": losses[-1],
+    }
+    if dev.type == "cuda":
+        result["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return result
+
+
+def bench_pretrain(
+    methods: str | list[str] = "dcl_cstp,simsiam,mocov2,simclr",
+    backbone: str = "resnet18",
+    image_size: int = 64,
+    batch_size: int = 16,
+    steps: int = 10,
+    warmup: int = 2,
+    channels: int = 3,
+    device: str | None = None,
+    amp: bool | None = None,
+    channels_last: bool = False,
+    queue_size: int = 4096,
+    seed: int = 0,
+    threads: int | None = None,
+    json_path: str | None = None,
+) -> dict:
+    """Time ``steps`` training steps of each method and write a JSON report (``json_path``).
+
+    Defaults: CUDA if available with AMP on, else CPU in float32. Returns the report dict.
+    """
+    if isinstance(methods, str):
+        methods = [m.strip() for m in methods.split(",") if m.strip()]
+    elif isinstance(methods, tuple):
+        methods = list(methods)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    amp = (device.startswith("cuda")) if amp is None else amp
+    ctx = mp.get_context("spawn")
+    results = []
+    for method in methods:
+        cfg = dict(
+            method=method, backbone=backbone, image_size=image_size, batch_size=batch_size, steps=steps,
+            warmup=warmup, channels=channels, device=device, amp=amp, channels_last=channels_last,
+            queue_size=queue_size, seed=seed, threads=threads,
+        )
+        q = ctx.Queue()
+        proc = ctx.Process(target=_run_one, args=(cfg, q))
+        proc.start()
+        res = q.get()
+        proc.join()
+        if "error" in res:
+            raise RuntimeError(f"benchmark of {method} failed: {res['error']}")
+        print(
+            f"{method:>16}: {res['step_s_median'] * 1000:8.1f} ms/step  {res['images_per_s']:7.1f} img/s  "
+            f"peak RSS {res['peak_rss_mb']:7.0f} MB" + (f"  peak CUDA {res['peak_cuda_mb']:.0f} MB" if "peak_cuda_mb" in res else ""),
+            flush=True,
+        )
+        results.append(res)
+    base = next((r for r in results if r["method"] == "simsiam"), None)
+    if base is not None:
+        for r in results:
+            r["step_time_vs_simsiam"] = r["step_s_median"] / base["step_s_median"]
+            print(f"{r['method']:>16}: {r['step_time_vs_simsiam']:.3f}x SimSiam step time")
+    report = {
+        "settings": dict(
+            backbone=backbone, image_size=image_size, batch_size=batch_size, steps=steps, warmup=warmup,
+            channels=channels, device=device, amp=amp, channels_last=channels_last, queue_size=queue_size,
+            threads=threads or torch.get_num_threads(),
+        ),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": mp.cpu_count(),
+            "cuda_device": torch.cuda.get_device_name() if device.startswith("cuda") else None,
+        },
+        "versions": {"torch": torch.__version__, "python": platform.python_version()},
+        "results": results,
+    }
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(report, indent=2))
+        print(f"wrote {json_path}")
+    return report

@@ -1,0 +1,16 @@
+"""Losses of DCL-CsTP and of the baselines (MoCo-v2, SimCLR, SimSiam)."""
+
+from .dcl_cstp import DCLCsTPLoss
+from .info_nce import InfoNCELoss
+from .negative_cosine import NegativeCosineSimilarity, SymmetricNegativeCosineLoss
+from .nt_xent import NTXentLoss
+from .relational_kl import RelationalKLLoss
+
+__all__ = [
+    "DCLCsTPLoss",
+    "InfoNCELoss",
+    "NTXentLoss",
+    "NegativeCosineSimilarity",
+    "RelationalKLLoss",
+    "SymmetricNegativeCosineLoss",
+]

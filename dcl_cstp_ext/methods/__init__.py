@@ -1,0 +1,21 @@
+"""Self-supervised pre-training methods sharing one training-step design."""
+
+from .base import MomentumMethod, SSLMethod, collapse_std
+from .baselines import MoCoV2, SimCLR, SimSiam
+from .dcl_cstp import DCLCsTP
+from .factory import METHODS, build_method
+from .memory_bank import MemoryBank, gather_from_all_ranks
+
+__all__ = [
+    "SSLMethod",
+    "MomentumMethod",
+    "collapse_std",
+    "MoCoV2",
+    "SimCLR",
+    "SimSiam",
+    "DCLCsTP",
+    "METHODS",
+    "build_method",
+    "MemoryBank",
+    "gather_from_all_ranks",
+]

@@ -1,0 +1,82 @@
+"""DCL-CsTP: dual-stream contrastive learning with a cross-scale token projection (METHOD.md, stage 2)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ..losses import DCLCsTPLoss
+from ..networks.heads import build_projection_head
+from .base import MomentumMethod, collapse_std
+
+__all__ = ["DCLCsTP"]
+
+
+class DCLCsTP(MomentumMethod):
+    """Global (MoCo-style, queue) + local (SimSiam-style, positives only) streams over three views.
+
+    Step on views ``(v1, v2, v3)`` -- two online passes and one momentum pass, nothing more:
+
+    * ``q2 = T(F(v2))``, ``q3 = T(F(v3))``; ``p2^``, ``p3^`` the detached pooled features of those same passes;
+    * ``p = T_m(F_m(v1))`` under no-grad; negatives from the memory bank;
+    * ``L = L_NCE(q2, p) + alpha L_KL(q2, p) + beta L_CS(q2, q3, p2^, p3^)`` (eq. 10).
+
+    ``T`` outputs ``feature_dim`` values (2048 for ResNet-50) so that it plays the SimSiam predictor.
+
+    Args:
+        head: ``"cstp"`` (default), ``"mlp"`` (ablation: MLP instead of CsTP), ``"plain_attention"``
+            (ablation: full-resolution self-attention instead of CSA).
+        use_global / use_local: the stream ablations ("without global stream", "without local stream").
+        queue_size: negatives in the memory bank (4096 classification, 512 segmentation data).
+        temperature, alpha, beta: tau and the loss weights of eq. 10.
+        head_kwargs: extra arguments of the head (``dim``, ``num_heads``, ``mlp_ratio`` for CsTP).
+    """
+
+    num_views = 3
+
+    def __init__(
+        self,
+        backbone: str = "resnet50",
+        in_channels: int = 3,
+        head: str = "cstp",
+        queue_size: int = 4096,
+        temperature: float = 0.2,
+        alpha: float = 0.3,
+        beta: float = 0.7,
+        momentum: float = 0.999,
+        use_global: bool = True,
+        use_local: bool = True,
+        feature_stage: int = -1,
+        head_kwargs: dict | None = None,
+    ) -> None:
+        super().__init__(backbone, in_channels, feature_stage, momentum=momentum)
+        if not (use_global or use_local):
+            raise ValueError("at least one of use_global / use_local must be True")
+        self.use_global, self.use_local = use_global, use_local
+        self.head = build_projection_head(head, self.stage_channels, self.feature_dim, **(head_kwargs or {}))
+        self.criterion = DCLCsTPLoss(
+            temperature=temperature, alpha=alpha, beta=beta, use_global=use_global, use_local=use_local
+        )
+        if use_global:
+            self.init_momentum("encoder", "head")
+            self.init_queue(queue_size, self.feature_dim)
+
+    def training_step(self, views: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+        self.check_views(views)
+        v1, v2, v3 = views[:3]
+        map2, pooled2 = self.encode(v2)
+        q2 = self.head(map2)
+        q3 = p2_hat = p3_hat = key = negatives = None
+        if self.use_local:
+            map3, pooled3 = self.encode(v3)
+            q3 = self.head(map3)
+            p2_hat, p3_hat = pooled2.detach(), pooled3.detach()
+        if self.use_global:
+            with torch.no_grad():
+                key = self.momentum_head(self.encode(v1, self.momentum_encoder)[0])
+            negatives = self.queue.negatives
+            self.stash_keys(key)
+        out = self.criterion(q2, q3, key, negatives, p2_hat, p3_hat)
+        out["z_std"] = collapse_std(q2)
+        return out

@@ -1,0 +1,45 @@
+"""Build a pre-training method by the name a config gives (methods and the paper's ablations)."""
+
+from __future__ import annotations
+
+from .base import SSLMethod
+from .baselines import MoCoV2, SimCLR, SimSiam
+from .dcl_cstp import DCLCsTP
+
+__all__ = ["METHODS", "build_method"]
+
+#: name -> (class, fixed keyword arguments); the ablations are DCL-CsTP with one part switched off or swapped
+METHODS: dict[str, tuple[type[SSLMethod], dict]] = {
+    "dcl_cstp": (DCLCsTP, {}),
+    "no_global": (DCLCsTP, {"use_global": False}),
+    "no_local": (DCLCsTP, {"use_local": False}),
+    "mlp_head": (DCLCsTP, {"head": "mlp"}),
+    "plain_attention": (DCLCsTP, {"head": "plain_attention"}),
+    "mocov2": (MoCoV2, {}),
+    "simclr": (SimCLR, {}),
+    "simsiam": (SimSiam, {}),
+}
+
+# arguments a config may give for every method; each class takes the subset it knows
+_SHARED = {"backbone", "in_channels", "feature_stage"}
+
+
+def build_method(name: str, **kwargs) -> SSLMethod:
+    """``build_method("dcl_cstp", backbone="resnet50", in_channels=1, queue_size=512, ...)``.
+
+    Arguments that a method does not use (e.g. ``queue_size`` for SimSiam, ``alpha`` for MoCo-v2) are dropped, so
+    one config can switch methods by name; an argument no method knows raises (a misspelt config key).
+    """
+    import inspect
+
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose one of {sorted(METHODS)}")
+    cls, fixed = METHODS[name]
+    known_anywhere = set(_SHARED)
+    for other, _ in METHODS.values():
+        known_anywhere |= set(inspect.signature(other.__init__).parameters) - {"self", "args", "kwargs"}
+    unknown = set(kwargs) - known_anywhere
+    if unknown:
+        raise TypeError(f"unknown method argument(s) {sorted(unknown)}; known: {sorted(known_anywhere)}")
+    accepted = set(inspect.signature(cls.__init__).parameters)
+    return cls(**{k: v for k, v in kwargs.items() if k in accepted}, **fixed)

@@ -1,0 +1,21 @@
+"""Networks: the 2-D ResNet encoder, CsTP and the other heads, the classifier, and encoder-weight utilities."""
+
+from .classifier import ResNetClassifier
+from .cross_scale_attention import CrossScaleAttention, CrossScaleReduction, CrossScaleTokenProjection
+from .heads import MLPHead, build_projection_head
+from .resnet_encoder import ENCODER_CHANNELS, ResNetEncoder2D
+from .weights import atomic_save, extract_encoder_state, load_encoder
+
+__all__ = [
+    "ResNetEncoder2D",
+    "ENCODER_CHANNELS",
+    "CrossScaleReduction",
+    "CrossScaleAttention",
+    "CrossScaleTokenProjection",
+    "MLPHead",
+    "build_projection_head",
+    "ResNetClassifier",
+    "atomic_save",
+    "extract_encoder_state",
+    "load_encoder",
+]

@@ -1,0 +1,57 @@
+"""2-D ResNet encoder whose weights are interchangeable with MONAI's FlexibleUNet and ResNet classifiers.
+
+The encoder *is* MONAI's ``ResNetFeatures`` (torchvision layout: ``conv1, bn1, layer1..layer4``), built for
+2-D input, so its ``state_dict`` loads unchanged into ``FlexibleUNet(backbone="resnet50").encoder`` and into
+:class:`~dcl_cstp_ext.networks.classifier.ResNetClassifier` ``.encoder`` (and, with ``strict=False``, into
+``monai.networks.nets.resnet50(spatial_dims=2)`` whose extra key is only ``fc``).
+"""
+
+from __future__ import annotations
+
+import torch
+from monai.networks.nets.resnet import ResNetFeatures
+
+__all__ = ["ResNetEncoder2D", "ENCODER_CHANNELS"]
+
+#: channels of the 5 feature maps (stem, C2, C3, C4, C5) per backbone
+ENCODER_CHANNELS: dict[str, tuple[int, ...]] = {
+    "resnet18": (64, 64, 128, 256, 512),
+    "resnet34": (64, 64, 128, 256, 512),
+    "resnet50": (64, 256, 512, 1024, 2048),
+}
+
+
+class ResNetEncoder2D(ResNetFeatures):
+    """ResNet-18/34/50 for 2-D images returning its stage feature maps and its pooled feature.
+
+    Args:
+        backbone: ``"resnet18"``, ``"resnet34"`` or ``"resnet50"`` (default, as the paper).
+        in_channels: 1 (grey-scale X-ray) or 3 (RGB).
+
+    Shapes, for input ``(B, in_channels, H, W)``:
+        ``forward`` returns ``(features, pooled)`` with ``features`` the list of 5 maps
+        ``[(B, c0, H/2, W/2), (B, c1, H/4, W/4), (B, c2, H/8, W/8), (B, c3, H/16, W/16), (B, c4, H/32, W/32)]``
+        (sizes rounded up) with channels :data:`ENCODER_CHANNELS` ``[backbone]``, and ``pooled`` ``(B, c4)``,
+        the global average of the last map. C5 of ResNet-50 at 256x256 is ``(B, 2048, 8, 8)``.
+    """
+
+    def __init__(self, backbone: str = "resnet50", in_channels: int = 3) -> None:
+        if backbone not in ENCODER_CHANNELS:
+            raise ValueError(f"backbone must be one of {sorted(ENCODER_CHANNELS)}, got {backbone!r}")
+        if in_channels not in (1, 3):
+            raise ValueError(f"in_channels must be 1 (grey) or 3 (RGB), got {in_channels}")
+        super().__init__(model_name=backbone, pretrained=False, spatial_dims=2, in_channels=in_channels)
+        self.backbone = backbone
+        self.in_channels = in_channels
+        self.feature_channels = ENCODER_CHANNELS[backbone]
+        self.out_dim = self.feature_channels[-1]
+
+    def forward(self, inputs: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:  # type: ignore[override]
+        if inputs.ndim != 4 or inputs.shape[1] != self.in_channels:
+            raise ValueError(
+                f"expected input (B, {self.in_channels}, H, W) for a {self.in_channels}-channel encoder, "
+                f"got {tuple(inputs.shape)}"
+            )
+        features = super().forward(inputs)
+        pooled = torch.flatten(self.avgpool(features[-1]), 1)
+        return features, pooled

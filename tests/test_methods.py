@@ -1,0 +1,194 @@
+"""Pre-training methods: gradients, momentum, memory bank, cost of a step, and that they learn."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dcl_cstp_ext.engines.step import ssl_train_step
+from dcl_cstp_ext.methods import METHODS, DCLCsTP, MemoryBank, MomentumMethod, build_method, collapse_std
+
+ALL = sorted(METHODS)
+
+
+def _views(n=3, b=4, c=1, s=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.rand(b, c, s, s, generator=g) for _ in range(n)]
+
+
+def _small(name, **kw):
+    torch.manual_seed(0)
+    return build_method(name, backbone="resnet18", in_channels=1, queue_size=32, **kw)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_gradients_reach_trainable_parameters_only(name):
+    model = _small(name)
+    pooled_grads = []
+
+    def watch(module, inputs, output):  # the pooled feature is a stop-gradient target: nothing may flow into it
+        if output.requires_grad:
+            output.register_hook(lambda g: pooled_grads.append(g))
+
+    model.encoder.avgpool.register_forward_hook(watch)
+    out = model.training_step(_views())
+    out["loss"].backward()
+    for pname, p in model.named_parameters():
+        if pname.startswith("momentum_"):
+            assert not p.requires_grad and p.grad is None, pname
+        else:
+            assert p.requires_grad and p.grad is not None, f"{name}: {pname} got no gradient"
+    assert not pooled_grads, "gradient reached the stop-gradient pooled targets"
+    if isinstance(model, MomentumMethod) and model.queue is not None:
+        assert model.queue.bank.grad is None and not model.queue.bank.requires_grad
+
+
+def test_dcl_cstp_step_costs_two_online_and_one_momentum_forward():
+    model = _small("dcl_cstp")
+    calls = {"online": 0, "momentum": 0}
+    model.encoder.register_forward_hook(lambda *a: calls.__setitem__("online", calls["online"] + 1))
+    model.momentum_encoder.register_forward_hook(lambda *a: calls.__setitem__("momentum", calls["momentum"] + 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    ssl_train_step(model, opt, _views())
+    assert calls == {"online": 2, "momentum": 1}
+
+
+def test_dcl_cstp_query_is_shared_by_both_streams():
+    """q2 feeds L_NCE, L_KL and L_CS: the loss equals the criterion applied to one q2 tensor."""
+    model = _small("dcl_cstp")
+    captured = {}
+    original = model.criterion.forward
+
+    def spy(q2, q3, key, negatives, p2_hat, p3_hat):
+        captured.update(q2=q2, p2_hat=p2_hat, p3_hat=p3_hat)
+        return original(q2, q3, key, negatives, p2_hat, p3_hat)
+
+    model.criterion.forward = spy
+    model.training_step(_views())
+    assert captured["q2"].requires_grad and not captured["p2_hat"].requires_grad
+    assert captured["p2_hat"].shape == captured["q2"].shape == (4, model.feature_dim)
+
+
+def test_momentum_update_formula():
+    model = _small("dcl_cstp", momentum=0.9)
+    online = [p.detach().clone() for p in model.encoder.parameters()]
+    before = [p.detach().clone() for p in model.momentum_encoder.parameters()]
+    for p in model.encoder.parameters():
+        p.data.add_(1.0)
+    model.momentum_update()
+    for w, wm0, wm in zip(online, before, model.momentum_encoder.parameters()):
+        torch.testing.assert_close(wm, 0.9 * wm0 + 0.1 * (w + 1.0))
+
+
+def test_momentum_copies_start_equal_and_follow_after_a_step():
+    model = _small("mocov2")
+    for a, b in zip(model.encoder.parameters(), model.momentum_encoder.parameters()):
+        assert torch.equal(a, b)
+    ssl_train_step(model, torch.optim.SGD(model.parameters(), lr=0.5), _views(2))
+    moved = [not torch.equal(a, b) for a, b in zip(model.encoder.parameters(), model.momentum_encoder.parameters())]
+    assert any(moved), "momentum encoder is not distinct from the online encoder after a step"
+    assert any(not torch.equal(a, b) for a, b in zip(model.head.parameters(), model.momentum_head.parameters()))
+
+
+def test_queue_fifo_and_wrap_around():
+    bank = MemoryBank(size=5, dim=2)
+    keys = F.normalize(torch.arange(1, 15, dtype=torch.float).reshape(7, 2), dim=1)
+    bank.enqueue(keys[:3])
+    torch.testing.assert_close(bank.bank[:3], keys[:3])
+    assert int(bank.ptr) == 3
+    bank.enqueue(keys[3:7])  # rows 3, 4 then wrap to 0, 1
+    torch.testing.assert_close(bank.bank[3:5], keys[3:5])
+    torch.testing.assert_close(bank.bank[0:2], keys[5:7])
+    torch.testing.assert_close(bank.bank[2], keys[2])
+    assert int(bank.ptr) == 2
+
+
+def test_queue_keeps_newest_when_batch_exceeds_size_and_normalises():
+    bank = MemoryBank(size=3, dim=2)
+    keys = torch.tensor([[3.0, 4.0], [1.0, 0.0], [0.0, 2.0], [5.0, 0.0]])
+    bank.enqueue(keys)
+    expected = F.normalize(keys[1:], dim=1)
+    assert {tuple(r) for r in bank.bank.tolist()} == {tuple(r) for r in expected.tolist()}
+
+
+def test_queue_and_pointer_round_trip_through_state_dict(tmp_path):
+    model = _small("dcl_cstp")
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    for _ in range(3):
+        ssl_train_step(model, opt, _views())
+    assert int(model.queue.ptr) == 12
+    path = tmp_path / "m.pt"
+    torch.save(model.state_dict(), path)
+    other = _small("dcl_cstp")
+    assert not torch.equal(other.queue.bank, model.queue.bank)
+    other.load_state_dict(torch.load(path, weights_only=True))
+    assert torch.equal(other.queue.bank, model.queue.bank) and int(other.queue.ptr) == 12
+    assert "queue.bank" in model.state_dict() and "queue.ptr" in model.state_dict()
+
+
+def test_step_enqueues_the_momentum_keys():
+    model = _small("dcl_cstp")
+    views = _views()
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)  # no change to weights: keys are reproducible
+    with torch.no_grad():
+        expected = model.momentum_head(model.encode(views[0], model.momentum_encoder)[0])
+    ssl_train_step(model, opt, views)
+    torch.testing.assert_close(model.queue.bank[:4], F.normalize(expected, dim=1), atol=1e-5, rtol=1e-4)
+
+
+def _objective(model, views):
+    """Loss at the current weights with the queue frozen (no side effects)."""
+    state = copy.deepcopy(model.state_dict())
+    model.train()
+    with torch.no_grad():
+        loss = float(model.training_step(views)["loss"])
+    model.load_state_dict(state)  # undo BN running-stat updates
+    model._pending_keys = None if hasattr(model, "_pending_keys") else None
+    return loss
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_a_few_steps_lower_the_loss_on_a_fixed_batch(name):
+    model = _small(name)
+    views = _views(b=8)
+    queue_state = copy.deepcopy(model.queue.state_dict()) if getattr(model, "queue", None) is not None else None
+    before = _objective(model, views)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    for _ in range(5):
+        ssl_train_step(model, opt, views)
+    if queue_state is not None:  # compare the same objective: same negatives
+        model.queue.load_state_dict(queue_state)
+    after = _objective(model, views)
+    assert after < before, f"{name}: loss {before:.4f} -> {after:.4f}"
+
+
+def test_collapse_signal():
+    assert collapse_std(torch.ones(16, 8)) < 1e-3
+    assert 0.8 < collapse_std(torch.randn(512, 64)) < 1.2
+
+
+def test_build_method_rejects_misspelt_argument_and_drops_unused():
+    with pytest.raises(TypeError, match="quueue_size"):
+        build_method("dcl_cstp", quueue_size=5)
+    with pytest.raises(ValueError, match="unknown method"):
+        build_method("byol")
+    model = build_method("simsiam", backbone="resnet18", in_channels=1, queue_size=7, alpha=0.1)
+    assert model.num_views == 2
+
+
+def test_ablations_switch_the_right_parts():
+    assert not hasattr(_small("no_global"), "momentum_encoder")
+    assert _small("no_global").queue is None
+    nl = _small("no_local")
+    out = nl.training_step(_views())
+    assert float(out["cs"]) == 0.0 and float(out["nce"]) > 0
+    assert type(_small("mlp_head").head).__name__ == "MLPHead"
+    assert _small("plain_attention").head.attn.kv_mode == "full"
+    with pytest.raises(ValueError):
+        DCLCsTP("resnet18", 1, use_global=False, use_local=False)
+
+
+def test_too_few_views():
+    with pytest.raises(ValueError, match="needs 3 views"):
+        _small("dcl_cstp").training_step(_views(n=2))

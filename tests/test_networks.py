@@ -1,0 +1,134 @@
+"""Encoder, CsTP and heads: shapes, interchangeability, and encoder weights moving between MONAI networks."""
+
+import pytest
+import torch
+from monai.networks.nets import FlexibleUNet, resnet50
+
+from dcl_cstp_ext.methods import DCLCsTP
+from dcl_cstp_ext.networks import (
+    CrossScaleAttention,
+    CrossScaleReduction,
+    CrossScaleTokenProjection,
+    ResNetClassifier,
+    ResNetEncoder2D,
+    build_projection_head,
+    extract_encoder_state,
+    load_encoder,
+)
+
+
+@pytest.mark.parametrize("backbone,channels", [("resnet18", (64, 64, 128, 256, 512)), ("resnet34", None)])
+@pytest.mark.parametrize("in_channels", [1, 3])
+def test_encoder_shapes(backbone, channels, in_channels):
+    enc = ResNetEncoder2D(backbone, in_channels)
+    features, pooled = enc(torch.rand(2, in_channels, 64, 64))
+    assert [f.shape[-1] for f in features] == [32, 16, 8, 4, 2]
+    assert [f.shape[1] for f in features] == list(enc.feature_channels)
+    assert pooled.shape == (2, enc.out_dim)
+    torch.testing.assert_close(pooled, features[-1].mean(dim=(2, 3)))
+
+
+def test_encoder_rejects_wrong_channels():
+    with pytest.raises(ValueError, match="1-channel"):
+        ResNetEncoder2D("resnet18", 1)(torch.rand(1, 3, 32, 32))
+    with pytest.raises(ValueError, match="in_channels"):
+        ResNetEncoder2D("resnet18", 2)
+    with pytest.raises(ValueError, match="backbone"):
+        ResNetEncoder2D("resnet99", 3)
+
+
+@pytest.mark.parametrize("hw", [(8, 8), (7, 7), (5, 9), (1, 1), (2, 3)])
+def test_cross_scale_reduction_halves_odd_and_even(hw):
+    red = CrossScaleReduction(16)
+    out = red(torch.rand(2, 16, *hw))
+    assert out.shape == (2, 16, -(-hw[0] // 2), -(-hw[1] // 2))
+
+
+@pytest.mark.parametrize("hw", [(8, 8), (7, 7), (4, 6), (3, 5), (1, 1)])
+@pytest.mark.parametrize("kv_mode", ["cross_scale", "full"])
+def test_cstp_output_shape(hw, kv_mode):
+    head = CrossScaleTokenProjection(in_channels=32, out_dim=24, dim=16, num_heads=4, kv_mode=kv_mode)
+    assert head(torch.rand(3, 32, *hw)).shape == (3, 24)
+
+
+def test_csa_attends_over_reduced_tokens():
+    """CSA's keys come from ceil(H/2)*ceil(W/2) tokens; plain attention's from all H*W."""
+    seen = {}
+    for mode in ("cross_scale", "full"):
+        attn = CrossScaleAttention(16, num_heads=2, kv_mode=mode)
+        attn.kv.register_forward_hook(lambda m, i, o, mode=mode: seen.__setitem__(mode, i[0].shape[1]))
+        attn(torch.rand(2, 7 * 5, 16), (7, 5))
+    assert seen == {"cross_scale": 4 * 3, "full": 35}
+
+
+def test_cstp_output_depends_on_every_position():
+    """Queries are full-resolution tokens: changing one input position changes the output."""
+    torch.manual_seed(0)
+    head = CrossScaleTokenProjection(8, 8, dim=8, num_heads=2).eval()
+    x = torch.rand(2, 8, 5, 5)
+    y = x.clone()
+    y[:, :, 4, 4] += 1.0
+    assert not torch.allclose(head(x), head(y))
+
+
+@pytest.mark.parametrize("kind", ["cstp", "plain_attention", "mlp"])
+def test_heads_are_interchangeable(kind):
+    head = build_projection_head(kind, 64, 32, hidden_dim=48, **({} if kind == "mlp" else {"dim": 16}))
+    assert head(torch.rand(4, 64, 3, 3)).shape == (4, 32)
+    model = DCLCsTP("resnet18", 1, head=kind, queue_size=16, head_kwargs=None if kind == "mlp" else {"dim": 32})
+    out = model.training_step([torch.rand(4, 1, 32, 32) for _ in range(3)])
+    assert torch.isfinite(out["loss"])
+
+
+def test_unknown_head():
+    with pytest.raises(ValueError, match="unknown head"):
+        build_projection_head("transformer", 8, 8)
+
+
+def _features(module, x):
+    module.eval()
+    with torch.no_grad():
+        return module(x)
+
+
+def test_encoder_weights_round_trip_into_flexible_unet_and_classifier():
+    torch.manual_seed(0)
+    pretrain = DCLCsTP("resnet50", 3, queue_size=8)
+    for p in pretrain.encoder.parameters():  # make the weights distinguishable from a fresh init
+        p.data.add_(0.01 * torch.randn_like(p))
+    x = torch.rand(2, 3, 64, 64)
+    ref_maps, ref_pooled = _features(pretrain.encoder, x)
+
+    unet = load_encoder(FlexibleUNet(3, 1, "resnet50", spatial_dims=2), pretrain.state_dict())
+    for a, b in zip(_features(unet.encoder, x), ref_maps):
+        torch.testing.assert_close(a, b)
+
+    clf = load_encoder(ResNetClassifier(4, "resnet50", 3), unet.state_dict())
+    torch.testing.assert_close(_features(clf.encoder, x)[1], ref_pooled)
+
+    # MONAI's own resnet50 classifier takes the same keys (its extra key is only fc) when built, like
+    # FlexibleUNet's encoder and torchvision, without a bias in the shortcut convolution
+    monai_clf = resnet50(spatial_dims=2, n_input_channels=3, num_classes=4, bias_downsample=False)
+    missing, unexpected = monai_clf.load_state_dict(extract_encoder_state(clf.state_dict()), strict=False)
+    assert set(missing) == {"fc.weight", "fc.bias"} and not unexpected
+    back = ResNetEncoder2D("resnet50", 3)
+    load_encoder(back, monai_clf.state_dict())
+    torch.testing.assert_close(_features(back, x)[1], ref_pooled)
+
+
+def test_load_encoder_handles_ddp_prefix_and_gpu_style_file(tmp_path):
+    enc = ResNetEncoder2D("resnet18", 1)
+    path = tmp_path / "ckpt.pt"
+    torch.save({"state_dict": {f"module.encoder.{k}": v for k, v in enc.state_dict().items()}}, path)
+    fresh = load_encoder(ResNetEncoder2D("resnet18", 1), path)
+    for k, v in enc.state_dict().items():
+        torch.testing.assert_close(fresh.state_dict()[k], v)
+
+
+def test_load_encoder_errors_are_clear(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.pt"):
+        load_encoder(ResNetEncoder2D("resnet18", 1), tmp_path / "nope.pt")
+    with pytest.raises(RuntimeError, match="do not fit"):
+        load_encoder(ResNetEncoder2D("resnet18", 3), ResNetEncoder2D("resnet18", 1).state_dict())
+    with pytest.raises(KeyError, match="no ResNet encoder"):
+        extract_encoder_state({"decoder.weight": torch.zeros(1)})
