@@ -1,0 +1,33 @@
+"""Engines: the shared training step, the pre-training trainer, k-NN monitor, checkpoints and handlers."""
+
+from .checkpoint import ResumableCheckpoint, RNGState
+from .embeddings import write_embeddings
+from .handlers import EncoderExport, EpochSummary, ProgressBarHandler, is_main_process
+from .knn_monitor import KNNMonitor, build_knn_monitor, extract_features, knn_predict, lesion_size_labels, monitor_split
+from .optim import build_lr_scheduler, build_optimizer
+from .pretrain_trainer import PretrainTrainer
+from .seeded_data import EpochSeededSampler, SeededAugmentDataset
+from .step import autocast_for, ssl_train_step
+
+__all__ = [
+    "ResumableCheckpoint",
+    "RNGState",
+    "write_embeddings",
+    "EncoderExport",
+    "EpochSummary",
+    "ProgressBarHandler",
+    "is_main_process",
+    "KNNMonitor",
+    "build_knn_monitor",
+    "extract_features",
+    "knn_predict",
+    "lesion_size_labels",
+    "monitor_split",
+    "build_lr_scheduler",
+    "build_optimizer",
+    "PretrainTrainer",
+    "EpochSeededSampler",
+    "SeededAugmentDataset",
+    "autocast_for",
+    "ssl_train_step",
+]

@@ -28,12 +28,14 @@ def ssl_train_step(
 ) -> dict[str, torch.Tensor]:
     """Forward all views, back-propagate ``loss``, clip, step, then ``method.on_train_batch_end()``.
 
+    ``method`` may be wrapped in ``DistributedDataParallel``.
+
     Returns the method's output dict (``loss`` detached). ``scaler`` is used for float16 AMP on CUDA.
     """
     method.train()
     optimizer.zero_grad(set_to_none=True)
     with autocast_for(views[0].device, amp):
-        out = method.training_step(views)
+        out = method(list(views))  # through forward, so that a DDP wrapper synchronises the gradients
     loss = out["loss"]
     if not torch.isfinite(loss):
         raise FloatingPointError(f"non-finite loss {loss.item()} ({ {k: float(v) for k, v in out.items()} })")
@@ -49,6 +51,6 @@ def ssl_train_step(
         if grad_clip:
             torch.nn.utils.clip_grad_norm_(method.parameters(), grad_clip)
         optimizer.step()
-    method.on_train_batch_end()
+    getattr(method, "module", method).on_train_batch_end()
     out["loss"] = loss.detach()
     return out

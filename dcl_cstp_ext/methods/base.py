@@ -51,8 +51,11 @@ class SSLMethod(nn.Module):
         self.feature_dim = self.encoder.out_dim
         self.stage_channels = self.encoder.feature_channels[feature_stage]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled online-encoder feature ``(B, feature_dim)``."""
+    def forward(self, x: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor | dict[str, torch.Tensor]:
+        """A tensor ``(B, C, H, W)`` gives the pooled online-encoder feature ``(B, feature_dim)``; a list of views
+        runs :meth:`training_step` (so that a DDP wrapper sees the training forward)."""
+        if isinstance(x, (list, tuple)):
+            return self.training_step(x)
         return self.encoder(x)[1]
 
     def encode(self, x: torch.Tensor, encoder: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:

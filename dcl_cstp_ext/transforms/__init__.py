@@ -1,0 +1,49 @@
+"""Strong augmentation and multi-view transforms of DCL-CsTP (MONAI dictionary transforms).
+
+Main entry points: :class:`StrongAugmentd` (the 8-operation strong augmentation), :class:`MultiViewd` and
+:func:`strong_views_transform` (the three pre-training views). The single operations are exported too.
+"""
+
+from .intensity import (
+    AutoContrast,
+    ClipIntensity,
+    ClipIntensityd,
+    Equalize,
+    RandAutoContrastd,
+    RandBrightnessd,
+    RandColorJitter,
+    RandColorJitterd,
+    RandEqualized,
+    RandPoissonNoise,
+    RandPoissonNoised,
+    RandSharpness,
+    RandSharpnessd,
+    rgb_to_grey,
+)
+from .spatial import RandResizedCrop, RandResizedCropd
+from .strong_augment import ALL_OP_NAMES, OP_NAMES, StrongAugmentd
+from .views import MultiViewd, strong_views_transform
+
+__all__ = [
+    "ALL_OP_NAMES",
+    "OP_NAMES",
+    "AutoContrast",
+    "ClipIntensity",
+    "ClipIntensityd",
+    "Equalize",
+    "MultiViewd",
+    "RandAutoContrastd",
+    "RandBrightnessd",
+    "RandColorJitter",
+    "RandColorJitterd",
+    "RandEqualized",
+    "RandPoissonNoise",
+    "RandPoissonNoised",
+    "RandResizedCrop",
+    "RandResizedCropd",
+    "RandSharpness",
+    "RandSharpnessd",
+    "StrongAugmentd",
+    "rgb_to_grey",
+    "strong_views_transform",
+]
