@@ -2,6 +2,7 @@
 
 from .classifier import ResNetClassifier
 from .cross_scale_attention import CrossScaleAttention, CrossScaleReduction, CrossScaleTokenProjection
+from .finetune import init_encoder
 from .heads import MLPHead, build_projection_head
 from .resnet_encoder import ENCODER_CHANNELS, ResNetEncoder2D
 from .weights import atomic_save, extract_encoder_state, load_encoder
@@ -18,4 +19,5 @@ __all__ = [
     "atomic_save",
     "extract_encoder_state",
     "load_encoder",
+    "init_encoder",
 ]

@@ -1,0 +1,60 @@
+"""Data layer: data set readers and seeded splits (MONAI datalists), input validation, 2-D preprocessing
+transforms with caching, built-in demo data and a loading benchmark."""
+
+from .covid_radiography import COVID_CLASSES, build_covid_radiography_datalist
+from .demo_data import make_demo_data
+from .folder import build_folder_datalist, build_pretrain_datalist
+from .isic2018 import build_isic2018_datalist
+from .kvasir_seg import build_kvasir_seg_datalist
+from .pediatric_cxr import PEDIATRIC_CLASSES, build_pediatric_cxr_datalist, pediatric_label
+from .preprocess import (
+    BinarizeMaskd,
+    CheckSameSized,
+    LoadImage2D,
+    LoadImage2Dd,
+    Resize2Dd,
+    classification_preprocess,
+    load_image_transforms,
+    make_cached_dataset,
+    read_image,
+    segmentation_preprocess,
+    unlabelled_preprocess,
+)
+from .registry import DATASETS, TASKS, build_datalist, detect_dataset
+from .splits import SPLITS, read_datalist, split_items, write_datalist
+from .validation import DataError, ValidationReport, validate_datalist
+
+__all__ = [
+    "COVID_CLASSES",
+    "DATASETS",
+    "PEDIATRIC_CLASSES",
+    "SPLITS",
+    "TASKS",
+    "BinarizeMaskd",
+    "CheckSameSized",
+    "DataError",
+    "LoadImage2D",
+    "LoadImage2Dd",
+    "Resize2Dd",
+    "ValidationReport",
+    "build_covid_radiography_datalist",
+    "build_datalist",
+    "build_folder_datalist",
+    "build_isic2018_datalist",
+    "build_kvasir_seg_datalist",
+    "build_pediatric_cxr_datalist",
+    "build_pretrain_datalist",
+    "classification_preprocess",
+    "detect_dataset",
+    "load_image_transforms",
+    "make_cached_dataset",
+    "make_demo_data",
+    "pediatric_label",
+    "read_datalist",
+    "read_image",
+    "segmentation_preprocess",
+    "split_items",
+    "unlabelled_preprocess",
+    "validate_datalist",
+    "write_datalist",
+]

@@ -1,0 +1,62 @@
+"""One entry point for every data set: ``build_datalist(name, dataset_dir)`` and layout detection."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .covid_radiography import build_covid_radiography_datalist, find_covid_root
+from .folder import build_folder_datalist
+from .isic2018 import build_isic2018_datalist, find_isic_root
+from .kvasir_seg import build_kvasir_seg_datalist, find_kvasir_root
+from .layout import as_dir, list_images
+from .pediatric_cxr import build_pediatric_cxr_datalist, find_pediatric_root
+from .splits import Datalist
+from .validation import DataError
+
+__all__ = ["DATASETS", "TASKS", "build_datalist", "detect_dataset"]
+
+DATASETS: dict[str, Callable[..., Datalist]] = {
+    "covid_radiography": build_covid_radiography_datalist,
+    "pediatric_cxr": build_pediatric_cxr_datalist,
+    "isic2018": build_isic2018_datalist,
+    "kvasir_seg": build_kvasir_seg_datalist,
+    "folder": build_folder_datalist,
+}
+TASKS = {
+    "covid_radiography": "classification",
+    "pediatric_cxr": "classification",
+    "isic2018": "segmentation",
+    "kvasir_seg": "segmentation",
+    "folder": "unlabelled",
+}
+# Most specific first: COVID class folders also hold images/ + masks/, like Kvasir-SEG.
+_DETECTORS = (
+    ("covid_radiography", find_covid_root),
+    ("isic2018", find_isic_root),
+    ("kvasir_seg", find_kvasir_root),
+    ("pediatric_cxr", find_pediatric_root),
+)
+
+
+def detect_dataset(dataset_dir: str | Path) -> str:
+    """Name of the data set laid out under ``dataset_dir`` (its root or a parent up to two levels up):
+    one of :data:`DATASETS`; ``"folder"`` for any other folder holding images."""
+    for name, find in _DETECTORS:
+        if find(dataset_dir) is not None:
+            return name
+    if list_images(as_dir(dataset_dir), recursive=True):
+        return "folder"
+    raise DataError(f"{dataset_dir}: no known data set layout and no images found")
+
+
+def build_datalist(
+    dataset: str, dataset_dir: str | Path, seed: int = 0, split_file: str | Path | None = None, **kw: Any
+) -> Datalist:
+    """Build the datalist of ``dataset`` (a :data:`DATASETS` name, or ``"auto"`` to detect it) found under
+    ``dataset_dir``; ``kw`` goes to the data set's builder (fractions, ``num_classes``, ``skip_invalid``, ...)."""
+    name = detect_dataset(dataset_dir) if dataset == "auto" else dataset
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; expected 'auto' or one of {sorted(DATASETS)}")
+    return DATASETS[name](dataset_dir, seed=seed, split_file=split_file, **kw)

@@ -1,0 +1,108 @@
+"""Run one bundle workflow as a pipeline stage: resolved config, log file, done-marker, resume.
+
+A stage is finished when ``<workdir>/DONE.json`` exists: a re-run skips it. An interrupted stage has no marker and
+runs again; the bundles' own :class:`~dcl_cstp_ext.engines.ResumableCheckpoint` (its ``ckpt_dir`` lies in the
+stage folder) makes it continue where it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["BundleStage", "bundles_dir", "run_stage", "stage_done"]
+
+logger = logging.getLogger("dcl_cstp.pipeline")
+
+
+def bundles_dir() -> Path:
+    """The ``bundles/`` folder: ``$DCL_CSTP_BUNDLES`` if set, else the one beside the package (source checkout)."""
+    env = os.environ.get("DCL_CSTP_BUNDLES")
+    path = Path(env) if env else Path(__file__).resolve().parents[2] / "bundles"
+    if not path.is_dir():
+        raise FileNotFoundError(f"bundles folder not found at {path}; set DCL_CSTP_BUNDLES to the repo's bundles/")
+    return path
+
+
+@dataclass
+class BundleStage:
+    """One workflow of one bundle: ``configs`` are merged in order (train.json, overlays, presets)."""
+
+    name: str
+    bundle: str
+    configs: list[str]
+    workdir: Path
+    overrides: dict = field(default_factory=dict)
+    workflow_type: str = "train"
+
+
+def stage_done(stage: BundleStage) -> dict | None:
+    marker = Path(stage.workdir) / "DONE.json"
+    return json.loads(marker.read_text()) if marker.is_file() else None
+
+
+@contextlib.contextmanager
+def _log_to(path: Path) -> Iterator[None]:
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s - %(name)s - %(levelname)s - %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
+def run_stage(stage: BundleStage, force: bool = False):
+    """Run ``stage`` through ``monai.bundle.ConfigWorkflow`` unless it is done; returns its DONE record.
+
+    Writes ``config.json`` (the merged config with the overrides, as run), ``log.txt`` and ``DONE.json`` (seconds,
+    configs, overrides) into ``stage.workdir``.
+    """
+    from monai.bundle import ConfigParser, ConfigWorkflow
+
+    from ..utils import environment_info
+
+    workdir = Path(stage.workdir)
+    done = stage_done(stage)
+    if done is not None and not force:
+        logger.info(f"[skip] {stage.name}: done in {done['seconds']:.0f}s ({workdir / 'DONE.json'})")
+        return done
+    workdir.mkdir(parents=True, exist_ok=True)
+    root = bundles_dir() / stage.bundle
+    files = [str(root / "configs" / c) for c in stage.configs]
+    overrides = {"bundle_root": str(root), **stage.overrides}
+    logger.info(f"[run ] {stage.name}: {stage.bundle} {' + '.join(stage.configs)}")
+    start = time.perf_counter()
+    with _log_to(workdir / "log.txt"):
+        wf = ConfigWorkflow(
+            config_file=files if len(files) > 1 else files[0],
+            meta_file=str(root / "configs" / "metadata.json"),
+            workflow_type=stage.workflow_type,
+            **overrides,
+        )
+        wf.initialize()
+        ConfigParser.export_config_file(wf.parser.get(), str(workdir / "config.json"), indent=2)
+        try:
+            wf.run()
+        finally:
+            wf.finalize()
+    record = {
+        "stage": stage.name,
+        "bundle": stage.bundle,
+        "configs": stage.configs,
+        "overrides": {k: v for k, v in overrides.items()},
+        "seconds": time.perf_counter() - start,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "environment": environment_info(),
+    }
+    (workdir / "DONE.json").write_text(json.dumps(record, indent=2, default=str))
+    logger.info(f"[done] {stage.name} in {record['seconds']:.0f}s")
+    return record
