@@ -225,3 +225,23 @@ def test_detect_and_dispatch(demo, tmp_path):
     with pytest.raises(ValueError, match="unknown dataset"):
         build_datalist("mnist", tmp_path)
     assert len(build_datalist("folder", demo["isic2018"], val_fraction=0.5)["validation"]) == 10  # 10 images + 10 masks
+
+
+def test_subsample_labels_is_stratified_seeded_and_leaves_evaluation_alone():
+    from dcl_cstp_ext.data import subsample_labels
+
+    train = [{"image": f"/x/{c}_{i}.png", "label": c} for c in range(3) for i in range(20 if c else 5)]
+    dl = {"training": train, "validation": [{"image": "/v.png", "label": 0}], "test": []}
+    a = subsample_labels(dl, 0.1, seed=1)
+    b = subsample_labels(dl, 0.1, seed=1)
+    assert a["training"] == b["training"] and a["validation"] == dl["validation"]
+    counts = [sum(it["label"] == c for it in a["training"]) for c in range(3)]
+    assert counts == [1, 2, 2]  # 10% of 5 rounds to 0 -> one kept; 10% of 20 = 2
+    assert subsample_labels(dl, 0.1, seed=2)["training"] != a["training"]
+    assert subsample_labels(dl, 1.0)["training"] == train
+    seg = {"training": [{"image": f"/s/{i}.png", "label": f"/s/{i}_m.png"} for i in range(10)]}
+    assert len(subsample_labels(seg, 0.3)["training"]) == 3
+    import pytest
+
+    with pytest.raises(ValueError):
+        subsample_labels(dl, 0.0)

@@ -132,3 +132,13 @@ def test_load_encoder_errors_are_clear(tmp_path):
         load_encoder(ResNetEncoder2D("resnet18", 3), ResNetEncoder2D("resnet18", 1).state_dict())
     with pytest.raises(KeyError, match="no ResNet encoder"):
         extract_encoder_state({"decoder.weight": torch.zeros(1)})
+
+
+def test_resnet50_encoder_and_classifier_are_torchscript_scriptable():
+    """Model-zoo ckpt_export scripts the network. (MONAI's ResNet-18/34 use a partial() shortcut that TorchScript
+    cannot compile: export those with tracing.)"""
+    x = torch.rand(2, 1, 64, 64)
+    for model in (ResNetEncoder2D("resnet50", 1).eval(), ResNetClassifier(3, "resnet50", 1).eval()):
+        scripted = torch.jit.script(model)
+        a, b = scripted(x), model(x)
+        torch.testing.assert_close(a[1] if isinstance(a, tuple) else a, b[1] if isinstance(b, tuple) else b)

@@ -21,7 +21,7 @@ from .preprocess import (
     unlabelled_preprocess,
 )
 from .registry import DATASETS, TASKS, build_datalist, detect_dataset
-from .splits import SPLITS, read_datalist, split_items, write_datalist
+from .splits import SPLITS, read_datalist, split_items, subsample_labels, write_datalist
 from .validation import DataError, ValidationReport, validate_datalist
 
 __all__ = [
@@ -54,6 +54,7 @@ __all__ = [
     "read_image",
     "segmentation_preprocess",
     "split_items",
+    "subsample_labels",
     "unlabelled_preprocess",
     "validate_datalist",
     "write_datalist",

@@ -21,6 +21,7 @@ __all__ = [
     "resolve_datalist",
     "split_items",
     "split_with_official",
+    "subsample_labels",
     "write_datalist",
 ]
 
@@ -192,3 +193,31 @@ def resolve_datalist(
             raise DataError(f"split file {split_file}, split '{name}': {exc}", exc.problems) from exc
     logger.info("reusing split file %s", split_file)
     return datalist
+
+
+def subsample_labels(datalist: Mapping[str, Any], fraction: float = 1.0, seed: int = 0) -> Datalist:
+    """Keep ``fraction`` of the ``"training"`` items (the low-label regime: e.g. 10% of the labels), seeded and
+    stratified by class for classification items; validation and test are untouched. ``fraction=1`` returns the
+    datalist unchanged. At least one training item per class is kept."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"label fraction must be in (0, 1], got {fraction}")
+    out = dict(datalist)
+    if fraction == 1.0:
+        return out
+    train = list(datalist["training"])
+    if not train:
+        raise DataError("no training items to subsample")
+    stratify = "label" if isinstance(train[0].get("label"), (int, np.integer)) else None
+    parts = split_items(train, {"dropped": 1.0 - fraction}, seed=seed, stratify=stratify)
+    kept = parts["training"]
+    if stratify:  # a class whose share rounded to zero keeps one item
+        present = {it["label"] for it in kept}
+        for it in parts["dropped"]:
+            if it["label"] not in present:
+                kept.append(it)
+                present.add(it["label"])
+    if not kept:
+        kept = parts["dropped"][:1]
+    out["training"] = sorted(kept, key=_sort_key)
+    logger.info("label fraction %.3g: %d of %d training items kept", fraction, len(out["training"]), len(train))
+    return out

@@ -47,11 +47,22 @@ class ResNetEncoder2D(ResNetFeatures):
         self.out_dim = self.feature_channels[-1]
 
     def forward(self, inputs: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:  # type: ignore[override]
-        if inputs.ndim != 4 or inputs.shape[1] != self.in_channels:
+        if inputs.dim() != 4 or inputs.shape[1] != self.in_channels:
             raise ValueError(
-                f"expected input (B, {self.in_channels}, H, W) for a {self.in_channels}-channel encoder, "
-                f"got {tuple(inputs.shape)}"
+                "expected input (B, " + str(self.in_channels) + ", H, W) for a " + str(self.in_channels)
+                + "-channel encoder, got " + str(inputs.shape)
             )
-        features = super().forward(inputs)
-        pooled = torch.flatten(self.avgpool(features[-1]), 1)
+        x = self.act(self.bn1(self.conv1(inputs)))
+        features = [x]
+        if not self.no_max_pool:
+            x = self.maxpool(x)
+        x = self.layer1(x)
+        features.append(x)
+        x = self.layer2(x)
+        features.append(x)
+        x = self.layer3(x)
+        features.append(x)
+        x = self.layer4(x)
+        features.append(x)
+        pooled = torch.flatten(self.avgpool(x), 1)
         return features, pooled
