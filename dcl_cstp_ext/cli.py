@@ -1,11 +1,17 @@
 """``dcl-cstp`` command line (python-fire).
 
+    dcl-cstp demo [--out runs/demo]
+    dcl-cstp pipeline --task kvasir_seg --data-root DIR --preset {demo,cpu,paper} --out RUN_DIR
+    dcl-cstp report RUN_DIR
     dcl-cstp make-demo-data --out DIR [--seed 0]
     dcl-cstp bench pretrain --methods dcl_cstp,simsiam,mocov2,simclr --backbone resnet18 --image-size 64 \
         --batch-size 16 --steps 10 --json out.json
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import fire
 
@@ -42,12 +48,73 @@ class CLI:
         for name, path in roots.items():
             print(f"{name}: {path}")
 
-    def demo(self):
-        """The main job (three-stage pipeline on the built-in data ending in a report): not implemented yet."""
-        raise SystemExit(
-            "dcl-cstp demo: the three-stage pipeline is not there yet (see README, 'Status'). "
-            "Available now: `dcl-cstp make-demo-data --out DIR` and `dcl-cstp bench pretrain`."
+    def pipeline(self, task: str, data_root: str, out: str, preset: str = "demo",
+                 methods="random,simclr,mocov2,simsiam,dcl_cstp,dcl_cstp_syn", synthetic_ratio: float = 0.5,
+                 ratios=(), ablations: bool = False, label_fractions=(1.0,), seeds=(0,), device: str | None = None,
+                 report: bool = True):
+        """Run (or resume) the three stages for one task and write RUN_DIR/report.md and report.html.
+
+        --methods: initialisations to compare (random, simclr, mocov2, simsiam, dcl_cstp, dcl_cstp_syn);
+        --ratios 0.1,0.5,1: extra DCL-CsTP + synthetic runs (the ratio table); --ablations: no_global, no_local,
+        mlp_head, plain_attention; --label-fractions 1,0.1: fine-tune on 100% and 10% of the training labels;
+        --seeds 0,1,2: fine-tuning seeds (mean +- std). Re-running the same command skips finished stages and
+        resumes an interrupted one.
+        """
+        from .pipeline import PipelineConfig, run_pipeline
+
+        cfg = PipelineConfig(
+            task=task, data_root=data_root, out=out, preset=preset, methods=_tuple(methods, str),
+            synthetic_ratio=float(synthetic_ratio), ratios=_tuple(ratios, float), ablations=bool(ablations),
+            label_fractions=_tuple(label_fractions, float), seeds=_tuple(seeds, int), device=device,
         )
+        _log_to_stdout()
+        path = run_pipeline(cfg, report=report)
+        print(f"report: {path}" + (f" and {Path(path).with_suffix('.html')}" if report else ""))
+
+    def report(self, run_dir: str):
+        """(Re)write the report of a pipeline run folder."""
+        from .pipeline.report import write_report
+
+        _log_to_stdout()
+        print(f"report: {write_report(run_dir)}")
+
+    def demo(self, out: str = "runs/demo", tasks="kvasir_seg,pneumonia_cls", device: str | None = None):
+        """The main job on the built-in data: generate the demo data sets, then run the pipeline (demo preset) for
+        each task in --tasks and print where the reports are."""
+        from .data.demo_data import make_demo_data
+        from .pipeline import PipelineConfig, run_pipeline
+
+        _log_to_stdout()
+        data = Path(out) / "data"
+        roots = make_demo_data(str(data), seed=0) if not (data / ".dcl_cstp_demo_done").is_file() else None
+        if roots is not None:
+            (data / ".dcl_cstp_demo_done").write_text(json.dumps(roots))
+        roots = json.loads((data / ".dcl_cstp_demo_done").read_text())
+        data_for = {"kvasir_seg": roots["kvasir_seg"], "isic_seg": roots["isic2018"],
+                    "pneumonia_cls": roots["covid_radiography"]}
+        reports = []
+        for task in _tuple(tasks, str):
+            cfg = PipelineConfig(task=task, data_root=data_for[task], out=str(Path(out) / task), preset="demo",
+                                 device=device)
+            reports.append(run_pipeline(cfg))
+        print("\nDemo finished. Reports:")
+        for r in reports:
+            print(f"  {r}  (and {Path(r).with_suffix('.html')})")
+
+
+def _tuple(value, cast) -> tuple:
+    """fire gives "a,b" as a str or a tuple; accept both."""
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v.strip()]
+    elif not isinstance(value, (list, tuple)):
+        value = [value]
+    return tuple(cast(v.strip() if isinstance(v, str) else v) for v in value)
+
+
+def _log_to_stdout() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s - %(name)s - %(levelname)s - %(message)s")
 
 
 def main() -> None:

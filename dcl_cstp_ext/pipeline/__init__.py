@@ -1,0 +1,6 @@
+"""The main job: the three stages through the bundles, resumable, ending in a report."""
+
+from .pipeline import INITIALISATIONS, PipelineConfig, plan, run_pipeline
+from .runner import BundleStage, bundles_dir, run_stage
+
+__all__ = ["INITIALISATIONS", "PipelineConfig", "plan", "run_pipeline", "BundleStage", "bundles_dir", "run_stage"]

@@ -1,0 +1,188 @@
+"""The main job: LDM synthesis -> pre-training per initialisation -> fine-tuning and evaluation -> report.
+
+Every stage runs a bundle through MONAI's bundle API (:func:`~dcl_cstp_ext.pipeline.runner.run_stage`) with the
+bundle's own configs, the preset's overlays and a few overrides (paths, method, seed); nothing of the bundles'
+logic is repeated here. Layout of ``RUN_DIR``::
+
+    run_info.json                 command, versions, machine (one entry per start)
+    ldm/{autoencoder,diffusion,samples,curation}/
+    pretrain/<method>/{models,eval}/      one per pre-training initialisation
+    finetune/<init>/lf<fraction>/seed<k>/{train,evaluate}/
+    report.md, report.html, figures/
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..utils import record_run
+from .presets import preset_spec, task_spec
+from .runner import BundleStage, run_stage
+
+__all__ = ["PipelineConfig", "run_pipeline", "INITIALISATIONS"]
+
+logger = logging.getLogger("dcl_cstp.pipeline")
+
+#: initialisations the pipeline compares; "dcl_cstp_syn" is DCL-CsTP on real + synthetic images
+INITIALISATIONS = ("random", "simclr", "mocov2", "simsiam", "dcl_cstp", "dcl_cstp_syn")
+ABLATIONS = ("no_global", "no_local", "mlp_head", "plain_attention")
+
+
+@dataclass
+class PipelineConfig:
+    task: str
+    data_root: str
+    out: str
+    preset: str = "demo"
+    methods: tuple[str, ...] = INITIALISATIONS
+    synthetic_ratio: float = 0.5
+    ratios: tuple[float, ...] = ()
+    ablations: bool = False
+    label_fractions: tuple[float, ...] = (1.0,)
+    seeds: tuple[int, ...] = (0,)
+    device: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        task_spec(self.task)
+        preset_spec(self.preset)
+        unknown = set(self.methods) - set(INITIALISATIONS)
+        if unknown:
+            raise ValueError(f"unknown initialisation(s) {sorted(unknown)}; choose from {INITIALISATIONS}")
+        if not Path(self.data_root).exists():
+            raise FileNotFoundError(f"--data-root {self.data_root} does not exist")
+        for f in self.label_fractions:
+            if not 0 < f <= 1:
+                raise ValueError(f"label fractions must be in (0, 1], got {f}")
+
+    @property
+    def needs_synthetic(self) -> bool:
+        return "dcl_cstp_syn" in self.methods or bool(self.ratios)
+
+
+def _device(cfg: PipelineConfig) -> dict:
+    return {"device": cfg.device} if cfg.device else {}
+
+
+def ldm_stages(cfg: PipelineConfig, run: Path) -> tuple[list[BundleStage], Path]:
+    """Autoencoder, diffusion, sampling and curation stages; returns them and the curated image folder."""
+    spec, task = preset_spec(cfg.preset)["ldm"], task_spec(cfg.task)
+    common = {"dataset_dir": cfg.data_root, "in_channels": task["in_channels"], **_device(cfg)}
+    ae_dir, dm_dir = run / "ldm" / "autoencoder", run / "ldm" / "diffusion"
+    sample_dir, curate_dir = run / "ldm" / "samples", run / "ldm" / "curation"
+    models = {"ae_ckpt_dir": str(ae_dir / "models"), "dm_ckpt_dir": str(dm_dir / "models")}
+    stages = [
+        BundleStage("ldm/autoencoder", "ldm_synthesis", ["train_autoencoder.json", *spec["configs"]], ae_dir,
+                    {**common, **models, "output_dir": str(ae_dir / "eval"), **spec.get("autoencoder", {})}),
+        BundleStage("ldm/diffusion", "ldm_synthesis",
+                    ["train_autoencoder.json", "train_diffusion.json", *spec["configs"]], dm_dir,
+                    {**common, **models, "output_dir": str(dm_dir / "eval"), **spec.get("diffusion", {})}),
+        BundleStage("ldm/samples", "ldm_synthesis", ["inference.json", *spec["configs"]], sample_dir,
+                    {**common, **models, "output_dir": str(sample_dir), **spec.get("sample", {})}, "infer"),
+        BundleStage("ldm/curation", "ldm_synthesis", ["curate.json", *spec["configs"]], curate_dir,
+                    {**common, **models, "samples_dir": str(sample_dir), "output_dir": str(curate_dir),
+                     "feature_encoder": str(run / "pretrain" / "dcl_cstp" / "models" / "encoder.pt"),
+                     **spec.get("curate", {})}, "infer"),
+    ]
+    return stages, curate_dir / "kept"
+
+
+def pretrain_stage(cfg: PipelineConfig, run: Path, name: str, method: str, synthetic: Path | None = None,
+                   ratio: float = 0.0) -> BundleStage:
+    spec, task = preset_spec(cfg.preset)["pretrain"], task_spec(cfg.task)
+    workdir = run / "pretrain" / name
+    overrides = {
+        "dataset_dir": cfg.data_root,
+        "output_dir": str(workdir / "eval"),
+        "ckpt_dir": str(workdir / "models"),
+        "method": method,
+        "in_channels": task["in_channels"],
+        "queue_size": spec.get("queue_size", task["queue_size"]),
+        **_device(cfg),
+        **spec.get("overrides", {}),
+    }
+    if synthetic is not None:
+        overrides.update(synthetic_dir=str(synthetic), synthetic_ratio=ratio)
+    return BundleStage(f"pretrain/{name}", "dcl_pretrain", ["train.json", *spec["configs"]], workdir, overrides)
+
+
+def finetune_stages(cfg: PipelineConfig, run: Path, init: str, encoder: Path | None, fraction: float,
+                    seed: int) -> list[BundleStage]:
+    spec, task = preset_spec(cfg.preset)["finetune"], task_spec(cfg.task)
+    workdir = run / "finetune" / init / f"lf{fraction:g}" / f"seed{seed}"
+    overrides = {
+        "dataset_dir": cfg.data_root,
+        "output_dir": str(workdir / "train"),
+        "ckpt_dir": str(workdir / "models"),
+        "split_file": str(run / "splits" / f"{cfg.task}.json"),  # one validation split for every run
+        "in_channels": task["in_channels"],
+        "pretrained_encoder": str(encoder) if encoder else None,
+        "label_fraction": fraction,
+        "seed": seed,
+        **_device(cfg),
+        **spec.get("overrides", {}),
+    }
+    configs = ["train.json", *spec["configs"]]
+    evaluate = {**overrides, "output_dir": str(workdir / "evaluate")}
+    return [
+        BundleStage(f"finetune/{init}/lf{fraction:g}/seed{seed}/train", task["bundle"], configs, workdir / "train",
+                    overrides),
+        BundleStage(f"finetune/{init}/lf{fraction:g}/seed{seed}/evaluate", task["bundle"],
+                    ["train.json", "evaluate.json", *spec["configs"]], workdir / "evaluate", evaluate, "eval"),
+    ]
+
+
+def plan(cfg: PipelineConfig) -> list[BundleStage]:
+    """Every stage of the run, in order."""
+    run = Path(cfg.out)
+    stages: list[BundleStage] = []
+    pretrain: dict[str, Path] = {}
+    wanted = [m for m in cfg.methods if m not in ("random", "dcl_cstp_syn")]
+    if cfg.needs_synthetic and "dcl_cstp" not in wanted:
+        wanted.append("dcl_cstp")  # its encoder is the curation's feature space
+    if cfg.ablations:
+        wanted += [a for a in ABLATIONS if a not in wanted]
+    for method in wanted:
+        st = pretrain_stage(cfg, run, method, method)
+        stages.append(st)
+        pretrain[method] = Path(st.workdir) / "models" / "encoder.pt"
+    if cfg.needs_synthetic:
+        ldm, kept = ldm_stages(cfg, run)
+        stages += ldm
+        ratios = sorted(set(cfg.ratios) | ({cfg.synthetic_ratio} if "dcl_cstp_syn" in cfg.methods else set()))
+        for r in ratios:
+            name = "dcl_cstp_syn" if r == cfg.synthetic_ratio else f"dcl_cstp_syn{r:g}"
+            st = pretrain_stage(cfg, run, name, "dcl_cstp", synthetic=kept, ratio=r)
+            stages.append(st)
+            pretrain[name] = Path(st.workdir) / "models" / "encoder.pt"
+    inits = ["random"] if "random" in cfg.methods else []
+    inits += [m for m in pretrain if m in cfg.methods or m.startswith("dcl_cstp_syn") or m in ABLATIONS]
+    for init in inits:
+        for fraction in cfg.label_fractions:
+            for seed in cfg.seeds:
+                stages += finetune_stages(cfg, run, init, pretrain.get(init), fraction, seed)
+    return stages
+
+
+def run_pipeline(cfg: PipelineConfig, report: bool = True) -> Path:
+    """Run (or resume) every stage of :func:`plan`, then write the report. Returns the report path."""
+    run = Path(cfg.out)
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "pipeline.json").write_text(json.dumps(cfg.__dict__, indent=2, default=str))
+    record_run(str(run), name="run_info.json", pipeline=cfg.__dict__)
+    start = time.perf_counter()
+    stages = plan(cfg)
+    logger.info(f"{len(stages)} stages for {cfg.task} ({cfg.preset} preset) in {run}")
+    for i, stage in enumerate(stages, 1):
+        logger.info(f"stage {i}/{len(stages)}")
+        run_stage(stage)
+    logger.info(f"all stages done in {time.perf_counter() - start:.0f}s")
+    if not report:
+        return run
+    from .report import write_report
+
+    return write_report(run)

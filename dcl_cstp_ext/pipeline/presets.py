@@ -1,0 +1,59 @@
+"""What each pipeline preset and task means for each bundle: config overlays and overrides, nothing else."""
+
+from __future__ import annotations
+
+__all__ = ["TASKS", "PRESETS", "task_spec", "preset_spec"]
+
+#: task -> downstream bundle, image channels, memory-bank size (METHOD.md: 4096 classification, 512 segmentation)
+TASKS: dict[str, dict] = {
+    "pneumonia_cls": {"bundle": "pneumonia_cls", "in_channels": 1, "queue_size": 4096, "kind": "classification"},
+    "isic_seg": {"bundle": "isic_seg", "in_channels": 3, "queue_size": 512, "kind": "segmentation"},
+    "kvasir_seg": {"bundle": "kvasir_seg", "in_channels": 3, "queue_size": 512, "kind": "segmentation"},
+}
+
+#: preset -> per stage: bundle config overlays (after the stage's own config) and overrides
+PRESETS: dict[str, dict] = {
+    # minutes on a 2-core CPU on the built-in data: tiny networks and images, few epochs
+    "demo": {
+        "ldm": {
+            "configs": ["presets/cpu.json"],
+            "autoencoder": {"image_size": 32, "max_epochs": 6, "batch_size": 8, "num_workers": 0},
+            "diffusion": {"image_size": 32, "max_epochs": 8, "batch_size": 8, "num_workers": 0},
+            "sample": {"num_samples": 48, "sampler": "dpm_solver", "num_inference_steps": 20, "image_size": 32},
+        },
+        "pretrain": {
+            "configs": ["presets/cpu.json"],
+            "overrides": {"image_size": 48, "batch_size": 16, "max_epochs": 8, "num_workers": 0, "val_interval": 4,
+                          "head_kwargs#dim": 128, "monitor_max_bank": 200, "monitor_max_query": 100},
+            "queue_size": 256,
+        },
+        "finetune": {
+            "configs": ["presets/cpu.json"],
+            "overrides": {"image_size": 64, "max_epochs": 6, "num_workers": 0, "val_interval": 2},
+        },
+    },
+    # the CPU preset of each bundle: a meaningful run on Kvasir-SEG-sized data, well under an hour per stage
+    "cpu": {
+        "ldm": {"configs": ["presets/cpu.json"]},
+        "pretrain": {"configs": ["presets/cpu.json"], "overrides": {}},
+        "finetune": {"configs": ["presets/cpu.json"], "overrides": {}},
+    },
+    # the paper's settings (GPU)
+    "paper": {
+        "ldm": {"configs": ["presets/paper.json"]},
+        "pretrain": {"configs": ["presets/paper.json"], "overrides": {}},
+        "finetune": {"configs": ["presets/paper.json"], "overrides": {}},
+    },
+}
+
+
+def task_spec(task: str) -> dict:
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {sorted(TASKS)}")
+    return TASKS[task]
+
+
+def preset_spec(preset: str) -> dict:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[preset]
