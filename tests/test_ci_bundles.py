@@ -1,0 +1,42 @@
+"""Zoo-style checks of every bundle (ci/verify_bundles.py): files, metadata schema, JSON format, network I/O,
+TorchScript export equality."""
+
+import importlib.util
+import json
+
+import pytest
+from conftest import BUNDLES, REPO
+
+spec = importlib.util.spec_from_file_location("verify_bundles", REPO / "ci" / "verify_bundles.py")
+verify_bundles = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(verify_bundles)
+
+NAMES = sorted(p.name for p in BUNDLES.iterdir() if (p / "configs").is_dir())
+
+
+def test_all_five_bundles_exist():
+    assert {"dcl_pretrain", "ldm_synthesis", "pneumonia_cls", "isic_seg", "kvasir_seg"} <= set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bundle_passes_zoo_checks(name):
+    verify_bundles.verify(name)
+
+
+def test_checks_catch_a_broken_bundle(tmp_path, monkeypatch):
+    import shutil
+
+    broken = tmp_path / "bundles" / "dcl_pretrain"
+    shutil.copytree(BUNDLES / "dcl_pretrain", broken)
+    monkeypatch.setattr(verify_bundles, "BUNDLES", tmp_path / "bundles")
+    meta = json.loads((broken / "configs" / "metadata.json").read_text())
+    meta["version"] = "9.9.9"
+    (broken / "configs" / "metadata.json").write_text(json.dumps(meta, indent=4) + "\n")
+    with pytest.raises(verify_bundles.BundleError, match="changelog"):
+        verify_bundles.check_metadata(broken)
+    (broken / "LICENSE").unlink()
+    with pytest.raises(verify_bundles.BundleError, match="LICENSE"):
+        verify_bundles.check_files(broken)
+    (broken / "configs" / "inference.json").write_text('{"a": 1}')
+    with pytest.raises(verify_bundles.BundleError, match="not formatted"):
+        verify_bundles.check_json_format(broken)
