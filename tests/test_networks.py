@@ -134,11 +134,22 @@ def test_load_encoder_errors_are_clear(tmp_path):
         extract_encoder_state({"decoder.weight": torch.zeros(1)})
 
 
-def test_resnet50_encoder_and_classifier_are_torchscript_scriptable():
-    """Model-zoo ckpt_export scripts the network. (MONAI's ResNet-18/34 use a partial() shortcut that TorchScript
-    cannot compile: export those with tracing.)"""
-    x = torch.rand(2, 1, 64, 64)
-    for model in (ResNetEncoder2D("resnet50", 1).eval(), ResNetClassifier(3, "resnet50", 1).eval()):
+@pytest.mark.parametrize("backbone", ["resnet18", "resnet50"])
+def test_encoder_and_classifier_are_torchscript_scriptable(backbone):
+    """Model-zoo ckpt_export scripts the network (ResNet-18/34: MONAI's partial() shortcut is replaced)."""
+    x = torch.rand(2, 1, 63, 64)
+    for model in (ResNetEncoder2D(backbone, 1).eval(), ResNetClassifier(3, backbone, 1).eval()):
         scripted = torch.jit.script(model)
         a, b = scripted(x), model(x)
         torch.testing.assert_close(a[1] if isinstance(a, tuple) else a, b[1] if isinstance(b, tuple) else b)
+
+
+def test_resnet18_shortcut_matches_monai_and_flexible_unet():
+    """Same outputs as MONAI's own shortcut, and the weights still load into FlexibleUNet's ResNet-18 encoder."""
+    torch.manual_seed(0)
+    enc = ResNetEncoder2D("resnet18", 3).eval()
+    unet = load_encoder(FlexibleUNet(3, 1, "resnet18", spatial_dims=2), enc.state_dict()).eval()
+    x = torch.rand(2, 3, 64, 48)
+    with torch.no_grad():
+        for a, b in zip(enc(x)[0], unet.encoder(x)):
+            torch.testing.assert_close(a, b)

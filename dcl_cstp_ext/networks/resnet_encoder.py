@@ -8,10 +8,14 @@ The encoder *is* MONAI's ``ResNetFeatures`` (torchvision layout: ``conv1, bn1, l
 
 from __future__ import annotations
 
-import torch
-from monai.networks.nets.resnet import ResNetFeatures
+import functools
 
-__all__ = ["ResNetEncoder2D", "ENCODER_CHANNELS"]
+import torch
+import torch.nn.functional as F
+from monai.networks.nets.resnet import ResNetFeatures
+from torch import nn
+
+__all__ = ["ResNetEncoder2D", "ZeroPadShortcut", "ENCODER_CHANNELS"]
 
 #: channels of the 5 feature maps (stem, C2, C3, C4, C5) per backbone
 ENCODER_CHANNELS: dict[str, tuple[int, ...]] = {
@@ -19,6 +23,23 @@ ENCODER_CHANNELS: dict[str, tuple[int, ...]] = {
     "resnet34": (64, 64, 128, 256, 512),
     "resnet50": (64, 256, 512, 1024, 2048),
 }
+
+
+class ZeroPadShortcut(nn.Module):
+    """Parameter-free ResNet shortcut "A": sub-sample by ``stride`` and zero-pad the channels to ``planes``.
+
+    Replaces the ``functools.partial`` MONAI uses for ResNet-18/34, which TorchScript cannot compile (and which cuts
+    the gradient of the shortcut with ``.data``). No weights, so state-dict keys are unchanged.
+    """
+
+    def __init__(self, planes: int, stride: int) -> None:
+        super().__init__()
+        self.planes = planes
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = x[:, :, :: self.stride, :: self.stride]
+        return F.pad(out, (0, 0, 0, 0, 0, self.planes - out.shape[1]))
 
 
 class ResNetEncoder2D(ResNetFeatures):
@@ -41,6 +62,10 @@ class ResNetEncoder2D(ResNetFeatures):
         if in_channels not in (1, 3):
             raise ValueError(f"in_channels must be 1 (grey) or 3 (RGB), got {in_channels}")
         super().__init__(model_name=backbone, pretrained=False, spatial_dims=2, in_channels=in_channels)
+        for block in self.modules():
+            shortcut = getattr(block, "downsample", None)
+            if isinstance(shortcut, functools.partial):
+                block.downsample = ZeroPadShortcut(shortcut.keywords["planes"], shortcut.keywords["stride"])
         self.backbone = backbone
         self.in_channels = in_channels
         self.feature_channels = ENCODER_CHANNELS[backbone]
