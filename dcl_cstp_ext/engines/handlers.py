@@ -88,7 +88,8 @@ class EpochSummary:
         if self.path is not None and is_main_process():
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # k-NN metrics of this epoch are there when the monitor is attached before this handler
-            row.update({k: v for k, v in engine.state.metrics.items() if k.startswith("knn_")})
+            if engine.state.metrics.get("knn_epoch") == engine.state.epoch:
+                row.update({k: v for k, v in engine.state.metrics.items() if k.startswith("knn_")})
             with open(self.path, "a") as fh:
                 fh.write(json.dumps(row) + "\n")
 

@@ -115,6 +115,7 @@ class KNNMonitor:
         chance = float(torch.bincount(query_labels, minlength=self.num_classes).max() / len(query_labels))
         engine.state.metrics["knn_accuracy"] = acc
         engine.state.metrics["knn_chance"] = chance
+        engine.state.metrics["knn_epoch"] = engine.state.epoch
         self.history.append((engine.state.epoch, acc))
         logger.info(f"epoch {engine.state.epoch}: k-NN accuracy {acc:.4f} (majority class {chance:.4f})")
         if self.writer is not None:

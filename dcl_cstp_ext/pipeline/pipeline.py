@@ -74,17 +74,17 @@ def ldm_stages(cfg: PipelineConfig, run: Path) -> tuple[list[BundleStage], Path]
     common = {"dataset_dir": cfg.data_root, "in_channels": task["in_channels"], **_device(cfg)}
     ae_dir, dm_dir = run / "ldm" / "autoencoder", run / "ldm" / "diffusion"
     sample_dir, curate_dir = run / "ldm" / "samples", run / "ldm" / "curation"
-    models = {"ae_ckpt_dir": str(ae_dir / "models"), "dm_ckpt_dir": str(dm_dir / "models")}
+    common["ckpt_dir"] = str(run / "ldm" / "models")  # autoencoder.pt and the diffusion model.pt
     stages = [
         BundleStage("ldm/autoencoder", "ldm_synthesis", ["train_autoencoder.json", *spec["configs"]], ae_dir,
-                    {**common, **models, "output_dir": str(ae_dir / "eval"), **spec.get("autoencoder", {})}),
+                    {**common, "output_dir": str(ae_dir / "eval"), **spec.get("autoencoder", {})}),
         BundleStage("ldm/diffusion", "ldm_synthesis",
                     ["train_autoencoder.json", "train_diffusion.json", *spec["configs"]], dm_dir,
-                    {**common, **models, "output_dir": str(dm_dir / "eval"), **spec.get("diffusion", {})}),
+                    {**common, "output_dir": str(dm_dir / "eval"), **spec.get("diffusion", {})}),
         BundleStage("ldm/samples", "ldm_synthesis", ["inference.json", *spec["configs"]], sample_dir,
-                    {**common, **models, "output_dir": str(sample_dir), **spec.get("sample", {})}, "infer"),
+                    {**common, "output_dir": str(sample_dir), **spec.get("sample", {})}, "infer"),
         BundleStage("ldm/curation", "ldm_synthesis", ["curate.json", *spec["configs"]], curate_dir,
-                    {**common, **models, "samples_dir": str(sample_dir), "output_dir": str(curate_dir),
+                    {**common, "synthetic_dir": str(sample_dir), "output_dir": str(curate_dir),
                      "feature_encoder": str(run / "pretrain" / "dcl_cstp" / "models" / "encoder.pt"),
                      **spec.get("curate", {})}, "infer"),
     ]

@@ -17,9 +17,10 @@ PRESETS: dict[str, dict] = {
     "demo": {
         "ldm": {
             "configs": ["presets/cpu.json"],
-            "autoencoder": {"image_size": 32, "max_epochs": 6, "batch_size": 8, "num_workers": 0},
-            "diffusion": {"image_size": 32, "max_epochs": 8, "batch_size": 8, "num_workers": 0},
-            "sample": {"num_samples": 48, "sampler": "dpm_solver", "num_inference_steps": 20, "image_size": 32},
+            "autoencoder": {"image_size": 32, "autoencoder_max_epochs": 6, "num_workers": 0, "val_interval": 3},
+            "diffusion": {"image_size": 32, "diffusion_max_epochs": 10, "num_workers": 0, "val_interval": 5},
+            "sample": {"image_size": 32, "num_samples": 48, "sampler": "dpm_solver", "num_inference_steps": 20},
+            "curate": {"image_size": 32, "num_workers": 0},
         },
         "pretrain": {
             "configs": ["presets/cpu.json"],

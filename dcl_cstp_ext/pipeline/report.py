@@ -145,19 +145,19 @@ def _plot_finetune_curves(run: Path, fig_dir: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curves = {}
+    curves, val_curves = {}, {}
     for p in sorted(run.glob("finetune/*/lf*/seed*/train/metrics.jsonl")):
-        rows = _read_jsonl(p)
-        if rows:
-            curves[f"{p.parts[-5]} {p.parts[-4]} {p.parts[-3]}"] = rows
-    if not curves:
+        name = f"{p.parts[-5]} {p.parts[-4]} {p.parts[-3]}"
+        curves[name] = _read_jsonl(p)
+        val_curves[name] = _read_jsonl(p.with_name("val_metrics.jsonl"))
+    if not any(curves.values()):
         return None
-    val_keys = sorted({k for rows in curves.values() for r in rows for k in r if k.startswith("val_")})
+    val_keys = sorted({k for rows in val_curves.values() for r in rows for k in r if k.startswith("val_")})
     fig, axes = plt.subplots(1, 1 + bool(val_keys), figsize=(6 + 6 * bool(val_keys), 4), squeeze=False)
     for name, rows in curves.items():
         axes[0, 0].plot([r["epoch"] for r in rows], [r.get("train_loss", math.nan) for r in rows], label=name)
         if val_keys:
-            pts = [(r["epoch"], r[val_keys[0]]) for r in rows if val_keys[0] in r]
+            pts = [(r["epoch"], r[val_keys[0]]) for r in val_curves[name] if val_keys[0] in r]
             if pts:
                 axes[0, 1].plot(*zip(*pts), marker="o", label=name)
     axes[0, 0].set_title("fine-tuning loss")
@@ -385,9 +385,9 @@ def write_report(run: str | Path) -> Path:
             doc.img(_first(run, [f"finetune/{best}/lf*/seed*/evaluate/*confusion*.png"]),
                     f"confusion matrix ({best})")
         else:
-            doc.img(_first(run, [f"finetune/{best}/lf*/seed*/evaluate/*worst*.png",
-                                 f"finetune/{best}/lf*/seed*/evaluate/**/*worst*.png"]),
-                    f"worst validation cases ({best}): image | ground truth | prediction")
+            worst = sorted(run.glob(f"finetune/{best}/lf*/seed*/evaluate/worst_cases/*.png"))[:3]
+            for i, path in enumerate(worst, 1):
+                doc.img(path, f"worst validation case {i} ({best}): image | ground truth | prediction")
 
     doc.h(2, "Stage times (seconds)")
     doc.table(["stage", "seconds"], _stage_times(run))
