@@ -70,6 +70,7 @@ def check_network(bundle: Path) -> None:
                       bundle_root=str(bundle), device="cpu", n=1, any=32)
     parser = ConfigParser()
     parser.read_config(str(bundle / "configs" / export_cfg))
+    parser.read_meta(meta)
     parser["bundle_root"] = str(bundle)
     torch.manual_seed(0)
     net = parser.get_parsed_content("network_def").eval()
