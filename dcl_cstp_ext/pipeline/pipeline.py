@@ -88,7 +88,7 @@ def ldm_stages(cfg: PipelineConfig, run: Path) -> tuple[list[BundleStage], Path]
                      "feature_encoder": str(run / "pretrain" / "dcl_cstp" / "models" / "encoder.pt"),
                      **spec.get("curate", {})}, "infer"),
     ]
-    return stages, curate_dir / "kept"
+    return stages, curate_dir / "curated"
 
 
 def pretrain_stage(cfg: PipelineConfig, run: Path, name: str, method: str, synthetic: Path | None = None,
@@ -168,6 +168,24 @@ def plan(cfg: PipelineConfig) -> list[BundleStage]:
     return stages
 
 
+def _missing_input(stage: BundleStage) -> str | None:
+    """Why ``stage`` cannot run (its synthetic images or its pre-trained encoder are missing), or None.
+
+    Curation may keep no image at all (an LDM trained too briefly makes only outliers): the runs that need
+    synthetic images are then skipped, and the report says so, rather than pre-training on real images only
+    under a synthetic label."""
+    synthetic = stage.overrides.get("synthetic_dir")
+    if synthetic and stage.bundle == "dcl_pretrain":
+        from ..data.layout import list_images
+
+        if not Path(synthetic).is_dir() or not list_images(Path(synthetic), recursive=True):
+            return f"no synthetic image passed curation ({synthetic} is empty)"
+    encoder = stage.overrides.get("pretrained_encoder")
+    if encoder and not Path(encoder).is_file():
+        return f"its pre-trained encoder {encoder} was not produced"
+    return None
+
+
 def run_pipeline(cfg: PipelineConfig, report: bool = True) -> Path:
     """Run (or resume) every stage of :func:`plan`, then write the report. Returns the report path."""
     run = Path(cfg.out)
@@ -177,9 +195,16 @@ def run_pipeline(cfg: PipelineConfig, report: bool = True) -> Path:
     start = time.perf_counter()
     stages = plan(cfg)
     logger.info(f"{len(stages)} stages for {cfg.task} ({cfg.preset} preset) in {run}")
+    skipped: dict[str, str] = {}
     for i, stage in enumerate(stages, 1):
         logger.info(f"stage {i}/{len(stages)}")
+        reason = _missing_input(stage)
+        if reason:
+            skipped[stage.name] = reason
+            logger.warning(f"[skip] {stage.name}: {reason}")
+            continue
         run_stage(stage)
+    (run / "skipped.json").write_text(json.dumps(skipped, indent=2))
     logger.info(f"all stages done in {time.perf_counter() - start:.0f}s")
     if not report:
         return run

@@ -33,6 +33,26 @@ PRESETS: dict[str, dict] = {
             "overrides": {"image_size": 64, "max_epochs": 6, "num_workers": 0, "val_interval": 2},
         },
     },
+    # a smoke test of the whole chain in about a minute per task (tests, CI): one epoch everywhere
+    "tiny": {
+        "ldm": {
+            "configs": ["presets/cpu.json"],
+            "autoencoder": {"image_size": 32, "autoencoder_max_epochs": 1, "num_workers": 0, "val_interval": 1},
+            "diffusion": {"image_size": 32, "diffusion_max_epochs": 1, "num_workers": 0, "val_interval": 1},
+            "sample": {"image_size": 32, "num_samples": 8, "sampler": "dpm_solver", "num_inference_steps": 4},
+            "curate": {"image_size": 32, "num_workers": 0},
+        },
+        "pretrain": {
+            "configs": ["presets/cpu.json"],
+            "overrides": {"image_size": 32, "batch_size": 16, "max_epochs": 1, "num_workers": 0, "val_interval": 1,
+                          "head_kwargs#dim": 32, "monitor_max_bank": 32, "monitor_max_query": 16},
+            "queue_size": 64,
+        },
+        "finetune": {
+            "configs": ["presets/cpu.json"],
+            "overrides": {"image_size": 32, "max_epochs": 1, "num_workers": 0, "val_interval": 1},
+        },
+    },
     # the CPU preset of each bundle: a meaningful run on Kvasir-SEG-sized data, well under an hour per stage
     "cpu": {
         "ldm": {"configs": ["presets/cpu.json"]},

@@ -176,10 +176,12 @@ def _plot_finetune_curves(run: Path, fig_dir: Path) -> Path | None:
 def _embedding_plot(run: Path, fig_dir: Path, max_per_source: int = 300) -> Path | None:
     """t-SNE of DCL-CsTP pooled features of real training images vs kept synthetic images (paper Fig. 6)."""
     encoder_path = run / "pretrain" / "dcl_cstp" / "models" / "encoder.pt"
-    kept_dir = run / "ldm" / "curation" / "kept"
+    kept_dir = run / "ldm" / "curation" / "curated"
     info_path = encoder_path.with_suffix(".json")
     split = next(iter(sorted(run.glob("pretrain/dcl_cstp/eval/datalist.json"))), None)
     if not (encoder_path.is_file() and kept_dir.is_dir() and info_path.is_file() and split):
+        return None
+    if not any(p.suffix.lower() in (".png", ".jpg", ".jpeg") for p in kept_dir.iterdir()):
         return None
     import matplotlib
 
@@ -369,7 +371,8 @@ def write_report(run: str | Path) -> Path:
         doc.h(3, "Curation")
         doc.pre(curation_md.read_text()[:6000])
         doc.img(_first(run, ["ldm/curation/*best*.png"]), "best-scored synthetic samples")
-        doc.img(_first(run, ["ldm/curation/*worst*.png"]), "worst-scored / dropped synthetic samples")
+        doc.img(_first(run, ["ldm/curation/*worst*.png"]), "worst-scored synthetic samples")
+        doc.img(_first(run, ["ldm/curation/*outlier*.png"]), "dropped as outliers")
 
     doc.h(2, "Training")
     doc.img(_plot_pretrain_curves(run, fig_dir), "pre-training: loss, collapse signal, k-NN monitor")
@@ -388,6 +391,11 @@ def write_report(run: str | Path) -> Path:
             worst = sorted(run.glob(f"finetune/{best}/lf*/seed*/evaluate/worst_cases/*.png"))[:3]
             for i, path in enumerate(worst, 1):
                 doc.img(path, f"worst validation case {i} ({best}): image | ground truth | prediction")
+
+    skipped = json.loads((run / "skipped.json").read_text()) if (run / "skipped.json").is_file() else {}
+    if skipped:
+        doc.h(2, "Skipped stages")
+        doc.table(["stage", "reason"], [[k, v] for k, v in skipped.items()])
 
     doc.h(2, "Stage times (seconds)")
     doc.table(["stage", "seconds"], _stage_times(run))
