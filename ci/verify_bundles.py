@@ -25,6 +25,11 @@ REQUIRED = ["LICENSE", "configs/metadata.json", "configs/inference.json", "confi
             "docs/data_license.txt", "large_files.yml"]
 #: config whose network_def is checked, and the one exported to TorchScript, when not inference.json
 NET_CONFIG = {"dcl_pretrain": ("train.json", "inference.json")}
+#: bundles whose network_def the zoo's I/O and export checks cannot drive, and why
+NET_CHECK_SKIPPED = {
+    "ldm_synthesis": "network_def is the latent DiffusionModelUNet, called as (latent, timesteps), which "
+    "verify_net_in_out and the export check cannot feed; its shapes are tested in tests/test_ldm_*.py",
+}
 
 
 class BundleError(AssertionError):
@@ -56,9 +61,9 @@ def check_json_format(bundle: Path) -> None:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as err:
-            raise BundleError(f"{path.relative_to(ROOT)}: invalid JSON: {err}") from err
+            raise BundleError(f"{path.relative_to(bundle.parent)}: invalid JSON: {err}") from err
         if text != json.dumps(data, indent=4) + "\n":
-            raise BundleError(f"{path.relative_to(ROOT)}: not formatted (json.dumps(indent=4) + newline)")
+            raise BundleError(f"{path.relative_to(bundle.parent)}: not formatted (json.dumps(indent=4) + newline)")
 
 
 def check_network(bundle: Path) -> None:
@@ -95,6 +100,9 @@ def verify(name: str) -> None:
     check_files(bundle)
     check_metadata(bundle)
     check_json_format(bundle)
+    if name in NET_CHECK_SKIPPED:
+        print(f"note {name}: network checks skipped: {NET_CHECK_SKIPPED[name]}")
+        return
     check_network(bundle)
 
 
