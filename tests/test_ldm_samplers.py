@@ -42,7 +42,10 @@ def test_dpm_solver_and_ddim_use_the_betas_of_the_ddpm_schedule():
     torch.testing.assert_close(torch.as_tensor(dpm.alphas_cumprod).double(), ddpm.alphas_cumprod.double(), rtol=1e-5,
                                atol=1e-9)
     torch.testing.assert_close(ddim.alphas_cumprod, ddpm.alphas_cumprod)
-    assert dpm.config.prediction_type == "epsilon" and dpm.config.algorithm_type == "dpmsolver++"
+    assert dpm.config.prediction_type == "epsilon" and dpm.config.algorithm_type == "sde-dpmsolver++"
+    ode = make_sampler_scheduler("dpm_solver_ode", ddpm, 20)
+    assert ode.config.algorithm_type == "dpmsolver++"
+    torch.testing.assert_close(torch.as_tensor(ode.betas).double(), ref, rtol=1e-6, atol=1e-9)
     assert len(dpm.timesteps) == 20 and int(dpm.timesteps[0]) == 999
     # DDIM's steps are spaced by exactly the stride its step() assumes
     assert len(ddim.timesteps) == 50 and set(np.diff(ddim.timesteps.numpy()).tolist()) == {-(1000 // 50)}
@@ -66,7 +69,8 @@ class _GaussianDenoiser(torch.nn.Module):
 
 
 @pytest.mark.parametrize("s", [0.5, 2.0])
-@pytest.mark.parametrize("sampler,steps,tol", [("ddpm", None, 0.03), ("ddim", 50, 0.1), ("dpm_solver", 20, 0.03)])
+@pytest.mark.parametrize("sampler,steps,tol", [("ddpm", None, 0.03), ("ddim", 50, 0.1), ("dpm_solver", 20, 0.05),
+                                               ("dpm_solver_ode", 20, 0.03)])
 def test_samplers_reproduce_a_gaussian_with_its_exact_denoiser(sampler, steps, tol, s):
     """With the exact denoiser every sampler must end at data of standard deviation s: a wrong schedule, timestep
     offset or sign shows up as a wrong spread (e.g. DPM-Solver++ on the default linear betas is 13% off at s=2)."""
@@ -88,13 +92,13 @@ def _tiny_models(channels: int):
     return ae, unet
 
 
-@pytest.mark.parametrize("sampler,channels", [("ddpm", 1), ("ddim", 3), ("dpm_solver", 3), ("dpm_solver", 1)])
+@pytest.mark.parametrize("sampler,channels", [("ddpm", 1), ("ddim", 3), ("dpm_solver", 3), ("dpm_solver_ode", 1)])
 def test_each_sampler_returns_seeded_images_of_the_right_shape_dtype_and_range(sampler, channels):
     ae, unet = _tiny_models(channels)
     ddpm = _ddpm(20)  # a short chain keeps the full-chain DDPM cheap here
     latent = latent_shape_of(ae, channels, 32)
     assert latent == (3, 8, 8)  # two down-samplings: factor 4
-    steps = {"ddpm": None, "ddim": 5, "dpm_solver": 5}[sampler]
+    steps = {"ddpm": None, "ddim": 5, "dpm_solver": 5, "dpm_solver_ode": 5}[sampler]
     kw = dict(sampler=sampler, num_inference_steps=steps, batch_size=2, progress=False)
     a = generate_images(ae, unet, ddpm, 1.3, latent, 3, seed=7, **kw)
     b = generate_images(ae, unet, ddpm, 1.3, latent, 3, seed=7, **kw)
@@ -103,6 +107,9 @@ def test_each_sampler_returns_seeded_images_of_the_right_shape_dtype_and_range(s
     assert torch.isfinite(a).all() and a.min() >= 0 and a.max() <= 1
     torch.testing.assert_close(a, b)
     assert not torch.equal(a, c)
+    if sampler == "ddim":  # eta > 0 makes DDIM stochastic (seeded)
+        d = generate_images(ae, unet, ddpm, 1.3, latent, 3, seed=7, ddim_eta=1.0, **kw)
+        assert not torch.equal(a, d)
 
 
 def test_ddpm_runs_the_full_chain_only():
@@ -112,4 +119,4 @@ def test_ddpm_runs_the_full_chain_only():
         make_sampler_scheduler("ddpm", ddpm, 10)
     with pytest.raises(ValueError, match="unknown sampler"):
         make_sampler_scheduler("euler", ddpm)
-    assert set(SAMPLERS) == {"ddpm", "ddim", "dpm_solver"}
+    assert set(SAMPLERS) == {"ddpm", "ddim", "dpm_solver", "dpm_solver_ode"}

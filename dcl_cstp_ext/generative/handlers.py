@@ -91,8 +91,9 @@ class ReconstructionGrid:
 
 
 class SampleGrid:
-    """Every ``interval`` epochs (and at the end): ``num_images`` samples from fixed noise (``seed``) with a fast
-    sampler (DDIM, ``num_inference_steps``), written as ``<output_dir>/samples/epoch_XXXX.png``. Rank 0 only."""
+    """Every ``interval`` epochs (and at the end): ``num_images`` samples from a fixed seed with a fast sampler
+    (default SDE-DPM-Solver++, ``num_inference_steps``), written as ``<output_dir>/samples/epoch_XXXX.png``.
+    Rank 0 only."""
 
     def __init__(
         self,
@@ -104,8 +105,8 @@ class SampleGrid:
         image_shape: Sequence[int],
         interval: int = 1,
         num_images: int = 8,
-        sampler: str = "ddim",
-        num_inference_steps: int = 50,
+        sampler: str = "dpm_solver",
+        num_inference_steps: int = 20,
         seed: int = 0,
     ) -> None:
         self.autoencoder = autoencoder

@@ -35,6 +35,7 @@ def synthesize(
     prefix: str = "synth",
     contact_sheet_size: int = 64,
     progress: bool = True,
+    ddim_eta: float = 0.0,
 ) -> dict:
     """Sample ``num_samples`` images and write, under ``output_dir``:
 
@@ -45,7 +46,8 @@ def synthesize(
     - ``synthesis.json``: sampler, steps, seed, scale factor, timing (seconds per image).
 
     ``scheduler`` is the training ``DDPMScheduler``; ``sampler`` one of ``ddpm`` (full chain), ``ddim``,
-    ``dpm_solver``. Returns the record of ``synthesis.json``.
+    ``dpm_solver`` (SDE-DPM-Solver++), ``dpm_solver_ode`` (DPM-Solver++); ``ddim_eta`` is DDIM's noise weight.
+    Returns the record of ``synthesis.json``.
     """
     out = Path(output_dir)
     img_dir = out / "images"
@@ -67,7 +69,7 @@ def synthesize(
     generate_images(
         autoencoder, diffusion_model, scheduler, scale_factor, latent, num_samples, sampler=sampler,
         num_inference_steps=num_inference_steps, batch_size=batch_size, seed=seed, device=device, progress=progress,
-        on_batch=write,
+        on_batch=write, ddim_eta=ddim_eta,
     )
     seconds = time.perf_counter() - t0
     write_datalist(out / "datalist.json", {"training": [{"image": p} for p in paths]})
@@ -80,6 +82,7 @@ def synthesize(
         "default_steps": DEFAULT_STEPS.get(sampler),
         "seed": seed,
         "batch_size": batch_size,
+        "ddim_eta": ddim_eta if sampler == "ddim" else None,
         "scale_factor": float(scale_factor),
         "latent_shape": list(latent),
         "image_shape": [in_channels, image_size, image_size],
