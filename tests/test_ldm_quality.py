@@ -87,12 +87,20 @@ def test_selection_respects_keep_fraction_and_drops_flagged_samples():
     realism = np.array([5.0, 4.0, 3.0, 2.0, 1.0, 0.5, 6.0, 7.0])
     outlier = np.array([0, 0, 0, 0, 0, 0, 1, 0], bool)
     copy = np.array([0, 0, 0, 0, 0, 0, 0, 1], bool)
-    keep, reasons = select_samples(realism, outlier, copy, keep_fraction=0.5)
+    keep, reasons = select_samples(realism, outlier, copy, keep_fraction=0.5, selection="realism")
     assert keep.tolist() == [True, True, True, True, False, False, False, False]
     assert reasons[6] == "outlier" and reasons[7] == "near_copy" and reasons[4] == "below_rank"
-    keep, reasons = select_samples(realism, outlier, copy, keep_fraction=1.0, realism_threshold=2.5)
+    keep, reasons = select_samples(realism, outlier, copy, keep_fraction=1.0, realism_threshold=2.5,
+                                   selection="realism")
     assert keep.sum() == 3 and reasons[3] == "below_threshold"
-    keep, _ = select_samples(realism, outlier | True, copy, keep_fraction=0.5)
+    keep, _ = select_samples(realism, outlier | True, copy, keep_fraction=0.5, selection="realism")
     assert keep.sum() == 0  # nothing passes: fewer than the quota is kept, never a flagged sample
+    # stratified: the best of every group (nearest real image) before the second best of any
+    groups = np.array([0, 0, 0, 1, 1, 2, 3, 3])
+    keep, reasons = select_samples(realism, outlier, copy, keep_fraction=0.5, groups=groups)
+    assert keep.tolist() == [True, True, False, True, False, True, False, False]
+    assert reasons[2] == "below_rank" and reasons[6] == "outlier" and reasons[7] == "near_copy"
     with pytest.raises(ValueError):
-        select_samples(realism, outlier, copy, keep_fraction=1.5)
+        select_samples(realism, outlier, copy, keep_fraction=1.5, groups=groups)
+    with pytest.raises(ValueError):
+        select_samples(realism, outlier, copy, keep_fraction=0.5)  # stratified needs groups

@@ -6,7 +6,7 @@ The ``ldm_synthesis`` bundle wires these into MONAI bundle configs (``"$import d
 
 from .autoencoder_engine import AutoencoderTrainer, kl_divergence
 from .checkpoints import GenerativeExport, check_schedule, load_weights, read_checkpoint_meta, read_scale_factor
-from .curation import REASONS, curate, load_images, select_samples, synthetic_items
+from .curation import REASONS, SELECTIONS, curate, load_images, select_samples, synthetic_items
 from .diffusion_engine import DiffusionTrainer, LatentScale, compute_scale_factor, freeze
 from .handlers import ReconstructionGrid, SampleGrid
 from .imaging import make_grid, save_grid, save_pairs_grid, save_png, to_uint8
@@ -71,6 +71,7 @@ __all__ = [
     "build_feature_encoder",
     "extract_image_features",
     "REASONS",
+    "SELECTIONS",
     "curate",
     "load_images",
     "select_samples",

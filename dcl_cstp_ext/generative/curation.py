@@ -9,9 +9,12 @@ Every synthetic image gets, in the feature space of :func:`~dcl_cstp_ext.generat
   ratio is below ``copy_threshold``;
 - its realism score (Kynkaanniemi et al. 2019).
 
-Near copies and outliers are dropped; of the rest, the ``keep_fraction`` of *all generated* images with the
-highest realism is kept (and, with ``realism_threshold``, only those at or above it). The kept images form the
-unlabelled datalist that pre-training reads.
+Near copies and outliers are dropped (and, with ``realism_threshold``, those below it); of the rest, the
+``keep_fraction`` of *all generated* images is kept. ``selection="stratified"`` (default) groups the candidates by
+their nearest real image and keeps the most realistic of every group first, then the second most realistic, and
+so on, so that the kept half covers the real distribution; ``selection="realism"`` keeps the most realistic
+overall, which raises precision but piles samples onto the most typical mode (on Kvasir-SEG it cost recall and
+Frechet distance, see the bundle README). The kept images form the unlabelled datalist that pre-training reads.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from .quality import (
     summarise,
 )
 
-__all__ = ["REASONS", "load_images", "select_samples", "curate", "synthetic_items"]
+__all__ = ["REASONS", "SELECTIONS", "load_images", "select_samples", "curate", "synthetic_items"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,18 +82,29 @@ def load_images(items: Sequence[Mapping[str, Any]], image_size: int, channels: i
     return torch.cat([torch.as_tensor(b["image"]).float().as_subclass(torch.Tensor) for b in loader])
 
 
+SELECTIONS = ("stratified", "realism")
+
+
 def select_samples(
     realism: torch.Tensor | np.ndarray,
     outlier: torch.Tensor | np.ndarray,
     near_copy: torch.Tensor | np.ndarray,
     keep_fraction: float = 0.5,
     realism_threshold: float | None = None,
+    groups: torch.Tensor | np.ndarray | None = None,
+    selection: str = "stratified",
 ) -> tuple[np.ndarray, list[str | None]]:
     """Decide which samples to keep: drop near copies and outliers, drop those below ``realism_threshold``
-    (if given), then keep the ``round(keep_fraction * N)`` most realistic of the rest (all of them if fewer).
+    (if given), then keep ``round(keep_fraction * N)`` of the rest (all of them if fewer): with
+    ``selection="realism"`` the most realistic; with ``"stratified"`` (needs ``groups``, e.g. each sample's nearest
+    real image) the most realistic of every group first, then the second of every group, and so on.
     Returns the keep mask ``(N,)`` and each sample's reason for being dropped (``None`` when kept)."""
     if not 0.0 <= keep_fraction <= 1.0:
         raise ValueError(f"keep_fraction must be in [0, 1], got {keep_fraction}")
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
+    if selection == "stratified" and groups is None:
+        raise ValueError("stratified selection needs the group (e.g. nearest real image) of every sample")
     realism = np.asarray(torch.as_tensor(realism).double().cpu().numpy())
     outlier = np.asarray(torch.as_tensor(outlier).cpu().numpy(), bool)
     near_copy = np.asarray(torch.as_tensor(near_copy).cpu().numpy(), bool)
@@ -106,6 +120,14 @@ def select_samples(
     candidates = [i for i in range(n) if reasons[i] is None]
     quota = int(np.floor(keep_fraction * n + 0.5))
     ranked = sorted(candidates, key=lambda i: (-realism[i], i))
+    if selection == "stratified":
+        group = np.asarray(torch.as_tensor(groups).cpu().numpy())
+        seen: dict[int, int] = {}
+        position = {}
+        for i in ranked:  # position of each sample within its group, by realism
+            position[i] = seen.get(int(group[i]), 0)
+            seen[int(group[i])] = position[i] + 1
+        ranked = sorted(candidates, key=lambda i: (position[i], -realism[i], i))
     for i in ranked[quota:]:
         reasons[i] = "below_rank"
     keep = np.array([r is None for r in reasons], bool)
@@ -142,6 +164,7 @@ def curate(
     feature_size: int | None = None,
     keep_fraction: float = 0.5,
     realism_threshold: float | None = None,
+    selection: str = "stratified",
     k: int = 3,
     outlier_quantile: float = 0.95,
     copy_threshold: float = 0.3,
@@ -169,6 +192,8 @@ def curate(
         feature_size: resize images to this size before the encoder (None: as read).
         keep_fraction: fraction of *generated* images kept at most (the paper kept 50%).
         realism_threshold: optional minimum realism score.
+        selection: ``"stratified"`` (by nearest real image in feature space) or ``"realism"``; see
+            :func:`select_samples`.
         k: neighbourhood size of k-NN radii, precision/recall and realism.
         outlier_quantile: quantile of the real-real k-NN distances above which a sample is an outlier.
         copy_threshold: nearest-training distance / median real-real NN distance below which (in feature or pixel
@@ -211,7 +236,8 @@ def curate(
     mem_p = memorisation(_pixels(syn_img, pixel_size), _pixels(real_img, pixel_size))
     near_copy = (mem_f["ratio"] < copy_threshold) | (mem_p["ratio"] < copy_threshold)
     realism = realism_scores(f_real, f_syn, k)
-    keep, reasons = select_samples(realism, outlier, near_copy, keep_fraction, realism_threshold)
+    keep, reasons = select_samples(realism, outlier, near_copy, keep_fraction, realism_threshold,
+                                   groups=mem_f["index"], selection=selection)
     kept_idx = np.flatnonzero(keep)
 
     rows = []
@@ -235,9 +261,13 @@ def curate(
     rng = np.random.default_rng(seed)
     real_sub = torch.as_tensor(np.sort(rng.choice(len(real_img), size=min(len(real_img), max(len(synths), 2)),
                                                   replace=False)))
+    # a random subset of the kept size: the reference of the kept set's measures (they depend on the sample size)
+    rand_t = torch.as_tensor(np.sort(rng.choice(len(synths), size=len(kept_idx), replace=False)), dtype=torch.long)
     metrics = {
-        "frechet_distance": {"all": _fd(f_real, f_syn), "kept": _fd(f_real, f_syn[kept_t])},
-        "precision_recall": {"all": _pr(f_real, f_syn, k), "kept": _pr(f_real, f_syn[kept_t], k)},
+        "frechet_distance": {"all": _fd(f_real, f_syn), "kept": _fd(f_real, f_syn[kept_t]),
+                             "random_same_size": _fd(f_real, f_syn[rand_t])},
+        "precision_recall": {"all": _pr(f_real, f_syn, k), "kept": _pr(f_real, f_syn[kept_t], k),
+                             "random_same_size": _pr(f_real, f_syn[rand_t], k)},
         "ms_ssim_diversity": {"all": _diversity(syn_img, ms_ssim_pairs, seed),
                               "kept": _diversity(syn_img[kept_t], ms_ssim_pairs, seed),
                               "real": _diversity(real_img[real_sub], ms_ssim_pairs, seed)},
@@ -259,7 +289,7 @@ def curate(
     summary = {
         "counts": counts,
         "settings": {
-            "keep_fraction": keep_fraction, "realism_threshold": realism_threshold, "k": k,
+            "keep_fraction": keep_fraction, "realism_threshold": realism_threshold, "selection": selection, "k": k,
             "outlier_quantile": outlier_quantile, "outlier_knn_distance_limit": round(outlier_limit, 5),
             "copy_threshold": copy_threshold, "pixel_size": pixel_size, "image_size": image_size,
             "in_channels": in_channels, "feature_size": feature_size, "num_real": len(reals), "seed": seed,

@@ -42,8 +42,12 @@ def curation_markdown(summary: Mapping[str, Any], pictures: Mapping[str, str]) -
         "leave-one-out k-NN distances.",
         f"- **near copy**: distance to the nearest training image below {s['copy_threshold']} x the median "
         f"real-real nearest-neighbour distance, in feature space or in pixel space ({s['pixel_size']} px).",
-        "- **rank**: of the rest, the most realistic (realism score, Kynkaanniemi et al. 2019) up to the keep "
-        "fraction of all generated images.",
+        ("- **rank**: of the rest, up to the keep fraction of all generated images, the most realistic (realism "
+         "score, Kynkaanniemi et al. 2019) of every real image's neighbourhood first, then the second most "
+         "realistic, ... (stratified: the kept images cover the real distribution)."
+         if s.get("selection", "stratified") == "stratified" else
+         "- **rank**: of the rest, the most realistic (realism score, Kynkaanniemi et al. 2019) up to the keep "
+         "fraction of all generated images."),
         "",
     ]
     if enc.get("encoder") == "random":
@@ -54,20 +58,22 @@ def curation_markdown(summary: Mapping[str, Any], pictures: Mapping[str, str]) -
     else:
         lines += [f"Feature encoder: `{enc.get('path')}` ({enc.get('backbone')}, {enc.get('in_channels')} "
                   "channel(s)).", ""]
-    lines += ["## Measures", "", "| measure | all generated | kept |", "| --- | --- | --- |"]
+    lines += ["## Measures", "", "Against the real training images; Frechet distance and recall depend on the number of "
+              "images, so the kept set is compared with a random subset of the same size.", "",
+              "| measure | all generated | kept | random subset, same size |", "| --- | --- | --- | --- |"]
     fd, pr = m["frechet_distance"], m["precision_recall"]
-    lines.append(f"| Frechet distance to real (features) | {_fmt(fd['all'])} | {_fmt(fd['kept'])} |")
+    lines.append(f"| Frechet distance to real (features) | {_fmt(fd['all'])} | {_fmt(fd['kept'])} | "
+                 f"{_fmt(fd.get('random_same_size'))} |")
     for key in ("precision", "recall"):
-        a = pr["all"][key] if pr["all"] else None
-        b = pr["kept"][key] if pr["kept"] else None
-        lines.append(f"| k-NN {key} (k={s['k']}) | {_fmt(a, 3)} | {_fmt(b, 3)} |")
+        vals = [pr[c][key] if pr.get(c) else None for c in ("all", "kept", "random_same_size")]
+        lines.append(f"| k-NN {key} (k={s['k']}) | " + " | ".join(_fmt(v, 3) for v in vals) + " |")
     ms = m["ms_ssim_diversity"]
     lines.append(f"| MS-SSIM between random pairs (lower = more diverse; real: "
                  f"{_fmt(ms['real']['ms_ssim'] if ms['real'] else None, 3)}) | "
                  f"{_fmt(ms['all']['ms_ssim'] if ms['all'] else None, 3)} | "
-                 f"{_fmt(ms['kept']['ms_ssim'] if ms['kept'] else None, 3)} |")
+                 f"{_fmt(ms['kept']['ms_ssim'] if ms['kept'] else None, 3)} | |")
     lines.append(f"| realism score, median | {_fmt(m['realism']['all'].get('median'), 3)} | "
-                 f"{_fmt(m['realism']['kept'].get('median'), 3) if m['realism']['kept'] else 'n/a'} |")
+                 f"{_fmt(m['realism']['kept'].get('median'), 3) if m['realism']['kept'] else 'n/a'} | |")
     mem = m["memorisation"]
     lines += ["", "Memorisation (nearest training image distance / median real-real nearest-neighbour distance):", "",
               "| space | synthetic p05 | synthetic median | real-real p05 | real pairs below threshold |",
