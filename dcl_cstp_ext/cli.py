@@ -6,6 +6,7 @@
     dcl-cstp make-demo-data --out DIR [--seed 0]
     dcl-cstp bench pretrain --methods dcl_cstp,simsiam,mocov2,simclr --backbone resnet18 --image-size 64 \
         --batch-size 16 --steps 10 --json out.json
+    dcl-cstp bench sample --preset cpu --ckpt-dir MODELS --samplers ddpm:1000,dpm_solver:20 [--dataset-dir DIR]
 """
 
 from __future__ import annotations
@@ -31,6 +32,19 @@ class Bench:
                        steps=steps, warmup=warmup, channels=channels, device=device, amp=amp,
                        channels_last=channels_last, queue_size=queue_size, seed=seed, threads=threads,
                        json_path=json)
+
+    def sample(self, ckpt_dir=None, preset=None, samplers="ddpm:1000,ddim:50,dpm_solver:20", num_images=64,
+               batch_size=32, seed=0, device=None, threads=None, dataset_dir=None, num_real=None,
+               feature_encoder=None, bootstrap=200, out_dir=None, json=None, progress=True, bundle_root=None):
+        """Seconds per image of each LDM sampler on one trained ``ldm_synthesis`` model (``ckpt_dir`` holds its
+        autoencoder.pt and model.pt; ``preset`` must match its training), speed-ups against the first sampler, and
+        with ``--dataset-dir`` the Frechet distance, k-NN precision/recall and MS-SSIM of each sampler's images."""
+        from .bench.sample import bench_sample
+
+        bench_sample(bundle_root=bundle_root, preset=preset, ckpt_dir=ckpt_dir, samplers=samplers,
+                     num_images=num_images, batch_size=batch_size, seed=seed, device=device, threads=threads,
+                     dataset_dir=dataset_dir, num_real=num_real, feature_encoder=feature_encoder, bootstrap=bootstrap,
+                     out_dir=out_dir, json_path=json, progress=progress)
 
 
 class CLI:

@@ -230,3 +230,26 @@ def test_ddp_two_ranks_train_both_stages(tmp_path, demo_data):
     assert not any(k.startswith("module.") for k in ae["model"])
     dm = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
     assert dm["iteration"] == 2 and dm["scale_factor"] > 0
+
+
+def test_bench_sample_cli_times_each_sampler_and_measures_quality(trained, tmp_path, demo_data):
+    """``dcl-cstp bench sample`` on the tiny trained model: one row per sampler, speed-ups against the first,
+    quality against the real images, and the JSON report."""
+    out = tmp_path / "bench.json"
+    nets = {k: v for k, v in NETS.items() if k != "device"}
+    preset = tmp_path / "tiny_preset.json"
+    preset.write_text(json.dumps(nets))
+    cmd = [sys.executable, "-m", "dcl_cstp_ext.cli", "bench", "sample", "--ckpt-dir", str(trained["root"] / "models"),
+           "--preset", str(preset), "--samplers", "ddim:40,dpm_solver:4", "--num-images", "4", "--batch-size", "4",
+           "--device", "cpu", "--threads", "1", "--dataset-dir", str(demo_data["kvasir_seg"]), "--bootstrap", "5",
+           "--progress", "False", "--json", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    rows = {r["sampler"]: r for r in report["results"]}
+    assert set(rows) == {"ddim", "dpm_solver"}
+    assert rows["ddim"]["unet_evaluations"] == 40 and rows["dpm_solver"]["unet_evaluations"] == 4
+    assert rows["ddim"]["speedup"] == pytest.approx(1.0)
+    assert rows["dpm_solver"]["seconds_per_image"] > 0 and rows["dpm_solver"]["speedup"] > 1.0
+    assert all(r["frechet_distance"] is not None and r["frechet_distance"] >= 0 for r in rows.values())
+    assert "dpm_solver" in proc.stdout  # the table is printed
