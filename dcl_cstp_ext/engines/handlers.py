@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import resource
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -37,6 +38,15 @@ class ProgressBarHandler:
         ProgressBar(persist=self.persist).attach(
             engine, output_transform=lambda out: {k: out[k] for k in keys if isinstance(out, dict) and k in out}
         )
+
+
+def peak_memory_mb() -> dict[str, float]:
+    """Peak resident memory of this process so far (``peak_rss_mb``; data-loader workers not included) and, on a
+    GPU, the peak memory allocated by torch (``peak_cuda_mb``)."""
+    out = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return out
 
 
 class EpochSummary:
@@ -80,6 +90,7 @@ class EpochSummary:
         row = {"epoch": engine.state.epoch, "iteration": engine.state.iteration, "seconds": round(seconds, 3), **means}
         if self.batch_size:
             row["images_per_s"] = round(self._count * self.batch_size / max(seconds, 1e-9), 2)
+        row.update(peak_memory_mb())
         text = " ".join(f"{k.removeprefix('train_')}={v:.4g}" for k, v in means.items())
         logger.info(f"epoch {engine.state.epoch} ({seconds:.1f}s): {text}")
         if self.writer is not None:
