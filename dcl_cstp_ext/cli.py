@@ -65,13 +65,15 @@ class CLI:
     def pipeline(self, task: str, data_root: str, out: str, preset: str = "demo",
                  methods="random,simclr,mocov2,simsiam,dcl_cstp,dcl_cstp_syn", synthetic_ratio: float = 0.5,
                  ratios=(), ablations: bool = False, label_fractions=(1.0,), seeds=(0,), device: str | None = None,
-                 report: bool = True):
+                 overrides=None, report: bool = True):
         """Run (or resume) the three stages for one task and write RUN_DIR/report.md and report.html.
 
         --methods: initialisations to compare (random, simclr, mocov2, simsiam, dcl_cstp, dcl_cstp_syn);
         --ratios 0.1,0.5,1: extra DCL-CsTP + synthetic runs (the ratio table); --ablations: no_global, no_local,
         mlp_head, plain_attention; --label-fractions 1,0.1: fine-tune on 100% and 10% of the training labels;
-        --seeds 0,1,2: fine-tuning seeds (mean +- std). Re-running the same command skips finished stages and
+        --seeds 0,1,2: fine-tuning seeds (mean +- std); --overrides '{"pretrain": {"max_epochs": 5}, "finetune":
+        {"datalist_kwargs": {"num_classes": 3}}}': bundle overrides per stage kind (ldm, pretrain, finetune) after the
+        preset's (a JSON string or file). Re-running the same command skips finished stages and
         resumes an interrupted one.
         """
         from .pipeline import PipelineConfig, run_pipeline
@@ -80,6 +82,7 @@ class CLI:
             task=task, data_root=data_root, out=out, preset=preset, methods=_tuple(methods, str),
             synthetic_ratio=float(synthetic_ratio), ratios=_tuple(ratios, float), ablations=bool(ablations),
             label_fractions=_tuple(label_fractions, float), seeds=_tuple(seeds, int), device=device,
+            overrides=_json_arg(overrides),
         )
         _log_to_stdout()
         path = run_pipeline(cfg, report=report)
@@ -114,6 +117,22 @@ class CLI:
         print("\nDemo finished. Reports:")
         for r in reports:
             print(f"  {r}  (and {Path(r).with_suffix('.html')})")
+
+
+def _json_arg(value) -> dict:
+    """A dict given on the command line: fire's parsed dict, a JSON string, or a JSON file path."""
+    if value is None or isinstance(value, dict):
+        return dict(value or {})
+    text = str(value)
+    if Path(text).is_file():
+        text = Path(text).read_text()
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--overrides must be a JSON object or a JSON file, got {value!r}: {err}") from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"--overrides must be a JSON object, got {value!r}")
+    return parsed
 
 
 def _tuple(value, cast) -> tuple:

@@ -25,6 +25,21 @@ def test_plan_orders_stages_and_validates_options(tmp_path, demo_data):
         PipelineConfig(task="kvasir_seg", data_root=str(tmp_path / "none"), out=str(tmp_path))
 
 
+def test_stage_overrides_reach_their_stages_only(tmp_path, demo_data):
+    overrides = {"pretrain": {"max_epochs": 3}, "finetune": {"datalist_kwargs": {"num_classes": 3}},
+                 "ldm": {"num_workers": 1}}
+    stages = plan(_cfg(tmp_path, demo_data, methods=("random", "dcl_cstp", "dcl_cstp_syn"), overrides=overrides))
+    for st in stages:
+        kind = "pretrain" if st.bundle == "dcl_pretrain" else "ldm" if st.bundle == "ldm_synthesis" else "finetune"
+        for key, value in overrides[kind].items():
+            assert st.overrides[key] == value, (st.name, key)
+    assert stages[-1].overrides["datalist_kwargs"] == {"num_classes": 3}  # the evaluate stage too
+    pre = next(st for st in stages if st.name == "pretrain/dcl_cstp")
+    assert "datalist_kwargs" not in pre.overrides
+    with pytest.raises(ValueError, match="overrides"):
+        _cfg(tmp_path, demo_data, overrides={"train": {}})
+
+
 @pytest.mark.slow
 def test_pipeline_end_to_end_report_and_resume(tmp_path, demo_data, monkeypatch):
     cfg = _cfg(tmp_path, demo_data, methods=("random", "dcl_cstp", "dcl_cstp_syn"))

@@ -45,7 +45,8 @@ class PipelineConfig:
     label_fractions: tuple[float, ...] = (1.0,)
     seeds: tuple[int, ...] = (0,)
     device: str | None = None
-    extra: dict = field(default_factory=dict)
+    #: bundle overrides per stage kind, applied after the preset's: {"ldm": {...}, "pretrain": {...}, "finetune": {...}}
+    overrides: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         task_spec(self.task)
@@ -55,6 +56,9 @@ class PipelineConfig:
             raise ValueError(f"unknown initialisation(s) {sorted(unknown)}; choose from {INITIALISATIONS}")
         if not Path(self.data_root).exists():
             raise FileNotFoundError(f"--data-root {self.data_root} does not exist")
+        unknown = set(self.overrides) - {"ldm", "pretrain", "finetune"}
+        if unknown:
+            raise ValueError(f"--overrides keys must be ldm, pretrain or finetune, got {sorted(unknown)}")
         for f in self.label_fractions:
             if not 0 < f <= 1:
                 raise ValueError(f"label fractions must be in (0, 1], got {f}")
@@ -75,18 +79,19 @@ def ldm_stages(cfg: PipelineConfig, run: Path) -> tuple[list[BundleStage], Path]
     ae_dir, dm_dir = run / "ldm" / "autoencoder", run / "ldm" / "diffusion"
     sample_dir, curate_dir = run / "ldm" / "samples", run / "ldm" / "curation"
     common["ckpt_dir"] = str(run / "ldm" / "models")  # autoencoder.pt and the diffusion model.pt
+    user = cfg.overrides.get("ldm", {})
     stages = [
         BundleStage("ldm/autoencoder", "ldm_synthesis", ["train_autoencoder.json", *spec["configs"]], ae_dir,
-                    {**common, "output_dir": str(ae_dir / "eval"), **spec.get("autoencoder", {})}),
+                    {**common, "output_dir": str(ae_dir / "eval"), **spec.get("autoencoder", {}), **user}),
         BundleStage("ldm/diffusion", "ldm_synthesis",
                     ["train_autoencoder.json", "train_diffusion.json", *spec["configs"]], dm_dir,
-                    {**common, "output_dir": str(dm_dir / "eval"), **spec.get("diffusion", {})}),
+                    {**common, "output_dir": str(dm_dir / "eval"), **spec.get("diffusion", {}), **user}),
         BundleStage("ldm/samples", "ldm_synthesis", ["inference.json", *spec["configs"]], sample_dir,
-                    {**common, "output_dir": str(sample_dir), **spec.get("sample", {})}, "infer"),
+                    {**common, "output_dir": str(sample_dir), **spec.get("sample", {}), **user}, "infer"),
         BundleStage("ldm/curation", "ldm_synthesis", ["curate.json", *spec["configs"]], curate_dir,
                     {**common, "synthetic_dir": str(sample_dir), "output_dir": str(curate_dir),
                      "feature_encoder": str(run / "pretrain" / "dcl_cstp" / "models" / "encoder.pt"),
-                     **spec.get("curate", {})}, "infer"),
+                     **spec.get("curate", {}), **user}, "infer"),
     ]
     return stages, curate_dir / "curated"
 
@@ -104,6 +109,7 @@ def pretrain_stage(cfg: PipelineConfig, run: Path, name: str, method: str, synth
         "queue_size": spec.get("queue_size", task["queue_size"]),
         **_device(cfg),
         **spec.get("overrides", {}),
+        **cfg.overrides.get("pretrain", {}),
     }
     if synthetic is not None:
         overrides.update(synthetic_dir=str(synthetic), synthetic_ratio=ratio)
@@ -125,6 +131,7 @@ def finetune_stages(cfg: PipelineConfig, run: Path, init: str, encoder: Path | N
         "seed": seed,
         **_device(cfg),
         **spec.get("overrides", {}),
+        **cfg.overrides.get("finetune", {}),
     }
     configs = ["train.json", *spec["configs"]]
     evaluate = {**overrides, "output_dir": str(workdir / "evaluate")}
