@@ -6,6 +6,7 @@ import logging
 import re
 from pathlib import Path
 
+from .formats import image_stem
 from .layout import find_root, list_images, pair_files, stems
 from .splits import Datalist, resolve_datalist, split_with_official
 from .validation import DataError, raise_or_skip, validate_datalist
@@ -38,8 +39,8 @@ def _part_items(root: Path, part: str, skip_invalid: bool) -> list[dict] | None:
             raise DataError(f"{gt_dir}: ground-truth folder missing for {in_dir}")
         logger.warning("%s: no ground truth, the %s images are not used", gt_dir, part)
         return None
-    images = stems(p for p in list_images(in_dir) if _IMAGE.match(p.stem))
-    masks = stems((p for p in list_images(gt_dir) if _MASK.match(p.stem)), "_segmentation")
+    images = stems(p for p in list_images(in_dir) if _IMAGE.match(image_stem(p)))
+    masks = stems((p for p in list_images(gt_dir) if _MASK.match(image_stem(p))), "_segmentation")
     if not images:
         raise DataError(f"{in_dir}: no ISIC_xxxxxxx.jpg images found")
     pairs, problems = pair_files(images, masks)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from .formats import image_stem
 from .layout import as_dir, find_root, list_images, pair_files, stems
 from .splits import Datalist, resolve_datalist, split_with_official
 from .validation import DataError, raise_or_skip, validate_datalist
@@ -40,8 +41,8 @@ def find_split_lists(root: Path, lists_dir: str | Path | None = None) -> dict[st
 
 
 def read_ids(path: Path) -> list[str]:
-    """Ids of a split list, one a line (blank lines skipped, a file extension dropped)."""
-    return [Path(line.strip()).stem for line in path.read_text().splitlines() if line.strip()]
+    """Ids of a split list, one a line (blank lines skipped, an image extension dropped)."""
+    return [image_stem(line.strip()) for line in path.read_text().splitlines() if line.strip()]
 
 
 def _assign(by_id: dict[str, dict], lists: dict[str, Path], skip_invalid: bool) -> dict[str, list[dict]]:
@@ -97,7 +98,7 @@ def build_kvasir_seg_datalist(
             raise DataError(f"{root / 'images'}: no images found")
         pairs, problems = pair_files(images, masks)
         raise_or_skip(problems, skip_invalid, "Kvasir-SEG")
-        by_id = {i.stem: {"image": str(i), "label": str(m)} for i, m in pairs}
+        by_id = {image_stem(i): {"image": str(i), "label": str(m)} for i, m in pairs}
         lists = find_split_lists(root, lists_dir)
         if official_val_as_test and "validation" in lists and "test" not in lists:
             lists["test"] = lists.pop("validation")

@@ -1,10 +1,15 @@
-"""Finding files on disk: image extensions, sorted listings, dataset-root search and image/mask pairing."""
+"""Finding files on disk: image extensions, sorted listings, dataset-root search and image/mask pairing.
+
+Images are recognised by extension (:data:`IMAGE_EXTENSIONS`: PNG, JPEG, BMP, TIFF, DICOM ``.dcm`` / ``.dicom``,
+NIfTI ``.nii`` / ``.nii.gz``), formats may be mixed in one folder; a file's id (:func:`stems`) is its name
+without the image extension, so ``case1.nii.gz`` and ``case1.png`` share the id ``case1``."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
+from .formats import IMAGE_EXTENSIONS, image_stem, image_suffix
 from .validation import DataError
 
 __all__ = [
@@ -18,7 +23,6 @@ __all__ = [
     "subdirs",
 ]
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 _IGNORED_DIRS = frozenset({"__MACOSX"})
 
 
@@ -28,7 +32,7 @@ def _ignored(path: Path) -> bool:
 
 def is_image_file(path: Path) -> bool:
     """True for a visible regular file with an image extension (``LICENSE.txt`` and the like are not)."""
-    return path.suffix.lower() in IMAGE_EXTENSIONS and not _ignored(path) and path.is_file()
+    return image_suffix(path) in IMAGE_EXTENSIONS and not _ignored(path) and path.is_file()
 
 
 def as_dir(path: str | Path) -> Path:
@@ -87,10 +91,11 @@ def pair_files(
 
 
 def stems(paths: Iterable[Path], suffix: str = "") -> dict[str, Path]:
-    """Map file stem (minus an optional trailing ``suffix`` such as ``_segmentation``) to path."""
+    """Map file stem (the name without its image extension, :func:`~dcl_cstp_ext.data.formats.image_stem`, minus
+    an optional trailing ``suffix`` such as ``_segmentation``) to path."""
     out: dict[str, Path] = {}
     for p in paths:
-        stem = p.stem
+        stem = image_stem(p)
         if suffix and stem.endswith(suffix):
             stem = stem[: -len(suffix)]
         out[stem] = p

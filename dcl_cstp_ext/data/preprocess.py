@@ -1,4 +1,5 @@
-"""2-D image preprocessing as MONAI transforms: load (PIL), channel count, resize, [0, 1] scaling, masks.
+"""2-D image preprocessing as MONAI transforms: load (PNG/JPEG, DICOM or NIfTI by extension, see
+:mod:`dcl_cstp_ext.data.formats`), channel count, resize, [0, 1] scaling, masks.
 
 The deterministic chains built here end before any random transform, so a MONAI ``CacheDataset`` (see
 :func:`make_cached_dataset`) keeps their output and later epochs skip JPEG decoding and resizing.
@@ -18,8 +19,8 @@ from monai.config import KeysCollection
 from monai.data import CacheDataset, Dataset, MetaTensor, PersistentDataset
 from monai.transforms import Compose, EnsureTyped, InvertibleTransform, MapTransform, Transform
 from monai.utils import TraceKeys, ensure_tuple, ensure_tuple_rep
-from PIL import Image
 
+from .formats import read_image
 from .validation import DataError
 
 __all__ = [
@@ -39,27 +40,6 @@ __all__ = [
 ]
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as PIL's convert("L")
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """Read a 2-D image with PIL as a channel-first float32 array in [0, 1], rows and columns as stored.
-
-    8-bit data is divided by 255, 16-bit (``I;16*``, ``I``) by 65535 (float ``F`` data is clipped to [0, 1]);
-    palette / grey+alpha / CMYK images are converted, RGBA drops its alpha. Output: (1, H, W) for grey, (3, H, W) for colour.
-    """
-    with Image.open(path) as im:
-        if im.mode.startswith("I;16") or im.mode in ("I", "F"):
-            arr = np.asarray(im, dtype=np.float32) / (1.0 if im.mode == "F" else 65535.0)
-            arr = np.clip(arr, 0.0, 1.0)
-        else:
-            grey = im.mode in ("1", "L", "LA", "La") or (im.mode == "P" and _palette_is_grey(im))
-            arr = np.asarray(im.convert("L" if grey else "RGB"), dtype=np.float32) / 255.0
-    return np.ascontiguousarray(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
-
-
-def _palette_is_grey(im: Image.Image) -> bool:
-    pal = np.asarray(im.getpalette() or [], dtype=np.int32).reshape(-1, 3)
-    return pal.size > 0 and bool(np.all(pal[:, 0] == pal[:, 1]) and np.all(pal[:, 1] == pal[:, 2]))
 
 
 def to_channels(arr: np.ndarray, channels: int | None) -> np.ndarray:
@@ -84,7 +64,7 @@ class LoadImage2D(Transform):
     def __call__(self, path: str | Path) -> MetaTensor:
         try:
             arr = to_channels(read_image(path), self.channels)
-        except OSError as exc:
+        except OSError as exc:  # PIL: unreadable or truncated (DICOM / NIfTI readers raise DataError themselves)
             raise DataError(f"{path}: unreadable or truncated image ({exc})", [(str(path), str(exc))]) from exc
         meta = {"filename_or_obj": str(path), "spatial_shape": np.asarray(arr.shape[1:]), "original_channel_dim": 0}
         return MetaTensor(torch.from_numpy(arr), affine=torch.eye(3, dtype=torch.float64), meta=meta)

@@ -1,4 +1,5 @@
-"""Finding bad input before training starts: missing, unreadable or truncated images, mismatched masks."""
+"""Finding bad input before training starts: missing, unreadable or truncated images (any accepted format),
+mismatched masks."""
 
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
-
-from PIL import Image
 
 __all__ = ["DataError", "ValidationReport", "probe_image", "raise_or_skip", "validate_datalist"]
 
@@ -64,18 +63,18 @@ def raise_or_skip(problems: Sequence[Problem], skip_invalid: bool, context: str 
 
 
 def probe_image(path: str | Path, decode: bool = True) -> tuple[tuple[int, int] | None, str | None]:
-    """Open an image, read its ``(width, height)`` and (``decode``) decode it fully to catch truncation.
+    """Open an image of any accepted format, read its ``(width, height)`` and (``decode``) decode it fully to
+    catch truncation (DICOM: also multi-frame and non-image files; NIfTI: anything but a 2-D slice).
 
     JPEGs are decoded at reduced DCT scale (``draft``), which still reads every byte but is several times
     faster. Returns ``(size, None)`` or ``(None, error message)``.
     """
+    from .formats import image_size  # formats imports DataError from here
+
     try:
-        with Image.open(path) as im:
-            size = im.size
-            if decode:
-                if im.format == "JPEG":
-                    im.draft(im.mode, (1, 1))
-                im.load()
+        size = image_size(path, decode)
+    except DataError as exc:
+        return None, exc.problems[0][1] if exc.problems else str(exc)
     except Exception as exc:  # noqa: BLE001 - any decoder failure means "unreadable"
         return None, f"unreadable or truncated image ({type(exc).__name__}: {exc})"
     if size[0] <= 0 or size[1] <= 0:
@@ -114,7 +113,8 @@ def validate_datalist(
 
     Checks that the image (and the mask, when ``item[label_key]`` is a path) exists; with ``check_images``
     also that each decodes completely (no truncation) and that a mask has its image's size. Files are
-    checked in a thread pool (PIL releases the GIL while decoding).
+    checked in a thread pool (PIL releases the GIL while decoding). Any accepted format (PNG / JPEG, DICOM,
+    NIfTI; see :mod:`dcl_cstp_ext.data.formats`) may be mixed.
 
     Returns ``(kept_items, report)``. Raises :class:`DataError` naming every bad file unless
     ``skip_invalid``, in which case bad items are logged, counted in the report and left out.

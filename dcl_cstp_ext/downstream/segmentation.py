@@ -9,7 +9,8 @@
   :func:`rank_zero_summary_writer` (TensorBoard on DDP rank 0 only);
 * export: :func:`scriptable_shortcuts` (TorchScript for MONAI's ResNet-18/34 backbones);
 * outputs: :class:`SegmentationReport` (evaluation: ``metrics_per_image.csv``, ``metrics.json``, worst-case
-  pictures) and :class:`SegmentationWriter` (inference: binary PNG masks at each input's own size + overlays);
+  pictures) and :class:`SegmentationWriter` (inference: binary masks at each input's own size, PNG, or NIfTI
+  with the input's affine for NIfTI inputs, + overlays);
 * item lists: :func:`evaluation_items`, :func:`inference_datalist`.
 
 Per image, for a prediction P and a ground truth G (binary masks of one size):
@@ -48,6 +49,7 @@ from monai.transforms import Compose, EnsureTyped, RandFlipd, RandRotated
 from scipy.ndimage import binary_dilation, binary_erosion, distance_transform_edt
 
 from ..data import DataError, build_folder_datalist, read_datalist, read_image
+from ..data.formats import image_stem, save_mask
 from ..engines.handlers import is_main_process
 from ..transforms import ClipIntensityd, RandColorJitterd, RandResizedCropd
 
@@ -512,7 +514,7 @@ class SegmentationReport:
             old.unlink()
         for rank, (_key, idx, rgb, gt, pred) in enumerate(sorted(self._worst, reverse=True), start=1):
             r = self.rows[idx]
-            stem = Path(r["image"]).stem
+            stem = image_stem(r["image"])
             title = f"{stem}: Dice {r['dice']:.3f}  IoU {r['iou']:.3f}  HD {r['hd']:.1f}  HD95 {r['hd95']:.1f}"
             save_case_figure(worst_dir / f"{rank:02d}_{stem}.png", rgb.transpose(2, 0, 1) / 255.0, gt, pred, title)
         logger.info(
@@ -528,8 +530,10 @@ class SegmentationWriter:
     to each input's own size (``Invertd``).
 
     For each input ``<stem>.<ext>``: ``<output_dir>/masks/<stem>.png`` (uint8, 0 / 255, the input's height and
-    width) and, with ``overlay``, ``<output_dir>/overlays/<stem>.png`` (the input with the mask in red). Inputs
-    below ``relative_to`` keep their sub-folders. ``predictions.csv`` lists input, mask and mask area fraction.
+    width), or for a NIfTI input ``<output_dir>/masks/<stem>.nii.gz`` (uint8 0 / 1, stored like the input with
+    its affine; :func:`~dcl_cstp_ext.data.formats.save_mask`), and, with ``overlay``,
+    ``<output_dir>/overlays/<stem>.png`` (the input with the mask in red). Inputs below ``relative_to`` keep
+    their sub-folders. ``predictions.csv`` lists input, mask and mask area fraction.
     """
 
     def __init__(
@@ -553,12 +557,14 @@ class SegmentationWriter:
         engine.add_event_handler(Events.COMPLETED, self._write_index)
 
     def _relative(self, path: Path) -> Path:
+        """Output path of ``path`` without extension: below ``relative_to`` as the input, else its bare stem."""
         if self.relative_to is not None:
             try:
-                return path.resolve().relative_to(self.relative_to).with_suffix(".png")
+                rel = path.resolve().relative_to(self.relative_to)
+                return rel.parent / image_stem(rel)
             except ValueError:
                 pass
-        return Path(path.stem + ".png")
+        return Path(image_stem(path))
 
     def _write(self, engine: Engine) -> None:
         from PIL import Image
@@ -570,12 +576,10 @@ class SegmentationWriter:
             if mask.shape != original.shape[1:]:
                 raise RuntimeError(f"{src}: mask {mask.shape} is not at the image's size {original.shape[1:]}")
             rel = self._relative(src)
-            out = self.output_dir / "masks" / rel
-            out.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(mask.astype(np.uint8) * 255).save(out)
+            out = save_mask(mask, src, self.output_dir / "masks" / rel)
             row = {"image": str(src), "mask": str(out), "area_fraction": float(mask.mean())}
             if self.overlay:
-                ov = self.output_dir / "overlays" / rel
+                ov = self.output_dir / "overlays" / rel.parent / (rel.name + ".png")
                 ov.parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(overlay_mask(to_rgb_uint8(original), mask)).save(ov)
                 row["overlay"] = str(ov)
