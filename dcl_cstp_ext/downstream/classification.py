@@ -55,6 +55,7 @@ from ..data import DataError, build_folder_datalist, make_cached_dataset, read_d
 from ..engines.handlers import is_main_process
 from ..engines.seeded_data import SeededAugmentDataset
 from ..transforms import ClipIntensityd, RandColorJitterd, RandResizedCropd
+from .handlers import BestMetricState, ValidationLog, json_clean  # noqa: F401  (config targets)
 
 __all__ = [
     "ACTIVATIONS",
@@ -349,19 +350,6 @@ def roc_auc_ovr(y_true: Iterable[int], probs: np.ndarray, num_classes: int | Non
     return _nanmean(per_class), per_class
 
 
-def _clean(x: Any) -> Any:
-    """JSON-friendly: NaN -> None, numpy scalars -> python."""
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple, np.ndarray)):
-        return [_clean(v) for v in (x.tolist() if isinstance(x, np.ndarray) else x)]
-    if isinstance(x, (float, np.floating)):
-        return None if not math.isfinite(float(x)) else float(x)
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
-
-
 def classification_metrics(
     y_true: Iterable[int],
     y_pred: Iterable[int],
@@ -516,74 +504,6 @@ def class_names_of(datalist: Mapping[str, Any]) -> list[str]:
     return list(names)
 
 
-class BestMetricState:
-    """The best-model tracking of a validation run as a checkpointable object (``state_dict`` /
-    ``load_state_dict``), for :class:`~dcl_cstp_ext.engines.ResumableCheckpoint`: the evaluator's ``best_metric``
-    / ``best_metric_epoch`` and the list kept by MONAI ``CheckpointSaver``'s key-metric checkpoint, so that a
-    resumed run does not overwrite ``model.pt`` with a worse model."""
-
-    def __init__(self, evaluator: Engine, saver: Any | None = None) -> None:
-        self.evaluator = evaluator
-        self.saver = saver
-
-    def _checkpoint(self):
-        return getattr(self.saver, "_key_metric_checkpoint", None)
-
-    def state_dict(self) -> dict:
-        state = self.evaluator.state
-        ckpt = self._checkpoint()
-        return {
-            "best_metric": float(getattr(state, "best_metric", -1)),
-            "best_metric_epoch": int(getattr(state, "best_metric_epoch", -1)),
-            "saver": ckpt.state_dict() if ckpt is not None else None,
-        }
-
-    def load_state_dict(self, state: Mapping) -> None:
-        self.evaluator.state.best_metric = state["best_metric"]
-        self.evaluator.state.best_metric_epoch = state["best_metric_epoch"]
-        ckpt = self._checkpoint()
-        if ckpt is not None and state.get("saver") is not None:
-            ckpt.load_state_dict(state["saver"])
-
-
-def _as_scalar(v: Any) -> float | None:
-    """A python / numpy number or a one-element array or tensor as a float; None for anything else."""
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, (int, float, np.number)):
-        return float(v)
-    if isinstance(v, torch.Tensor) and v.numel() == 1:
-        return float(v.item())
-    if isinstance(v, np.ndarray) and v.size == 1 and np.issubdtype(v.dtype, np.number):
-        return float(v.reshape(-1)[0])
-    return None
-
-
-class ValidationLog:
-    """Appends one JSON line per validation to ``<output_dir>/<filename>``: the trainer's epoch, every scalar
-    metric of the evaluator and the best key metric so far (rank 0 only). The validation curve of the report."""
-
-    def __init__(self, output_dir: str, filename: str = "val_metrics.jsonl") -> None:
-        self.path = Path(output_dir) / filename
-
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
-
-    def __call__(self, engine: Engine) -> None:
-        if not is_main_process():
-            return
-        row: dict[str, Any] = {"epoch": engine.state.epoch}
-        for k, v in engine.state.metrics.items():
-            value = _as_scalar(v)
-            if value is not None:
-                row[k] = value
-        row["best_metric"] = float(getattr(engine.state, "best_metric", float("nan")))
-        row["best_metric_epoch"] = int(getattr(engine.state, "best_metric_epoch", -1))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a") as fh:
-            fh.write(json.dumps(_clean(row)) + "\n")
-
-
 def _filename(item: Mapping, batch_item: Mapping | None, image_key: str, default: str) -> str:
     for source in (item, batch_item or {}):
         meta = getattr(source.get(image_key), "meta", None) or {}
@@ -674,7 +594,7 @@ class ClassificationReport:
                   "undefined_values": "null: recall of a class absent from the split, precision of a class neither "
                                       "present nor predicted, ROC AUC of a class without positives or negatives; "
                                       "macro values average the defined ones"}
-        (self.output_dir / self.metrics_name).write_text(json.dumps(_clean(report), indent=2))
+        (self.output_dir / self.metrics_name).write_text(json.dumps(json_clean(report), indent=2))
         if self.confusion_name:
             s = report["summary"]
             title = f"{self.split or ''} acc {s['accuracy']:.3f}, macro recall {s['macro_recall']:.3f}".strip()

@@ -50,8 +50,9 @@ from scipy.ndimage import binary_dilation, binary_erosion, distance_transform_ed
 
 from ..data import DataError, build_folder_datalist, read_datalist, read_image
 from ..data.formats import image_stem, save_mask
-from ..engines.handlers import is_main_process
+from ..networks.resnet_encoder import ZeroPadShortcut, scriptable_shortcuts  # noqa: F401  (config targets)
 from ..transforms import ClipIntensityd, RandColorJitterd, RandResizedCropd
+from .handlers import BestMetricState, ValidationLog, rank_zero_summary_writer  # noqa: F401  (config targets)
 
 __all__ = [
     "METRIC_NAMES",
@@ -235,42 +236,6 @@ def segmentation_augmentation(
 
 
 # --------------------------------------------------------------------------------------------------- export
-class ZeroPadShortcut(torch.nn.Module):
-    """Scriptable form of MONAI ResNet's parameter-free 'A' shortcut (``ResNet._downsample_basic_block``): subsample
-    by ``stride`` (average pooling with kernel 1) and append zero channels up to ``planes``. Same values; no
-    ``.data`` detach (irrelevant for inference)."""
-
-    def __init__(self, planes: int, stride: int) -> None:
-        super().__init__()
-        self.planes = int(planes)
-        self.stride = int(stride)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.nn.functional.avg_pool2d(x, kernel_size=1, stride=self.stride)
-        pad = torch.zeros(out.size(0), self.planes - out.size(1), out.size(2), out.size(3), dtype=out.dtype,
-                          device=out.device)
-        return torch.cat([out, pad], dim=1)
-
-
-def scriptable_shortcuts(network: torch.nn.Module) -> torch.nn.Module:
-    """Make a 2-D MONAI ResNet-18/34 (e.g. inside ``FlexibleUNet``) TorchScript-exportable, in place.
-
-    Those backbones use 'A' shortcuts held as a ``functools.partial``, which ``torch.jit.script`` rejects (and which
-    ``torch.jit.trace`` would freeze into a constant, since it goes through ``.data``). Each is replaced by an
-    equivalent :class:`ZeroPadShortcut`; parameters, ``state_dict`` keys and outputs are unchanged. ResNet-50 has
-    convolutional 'B' shortcuts and is left as it is. Returns ``network``."""
-    from functools import partial
-
-    for module in network.modules():
-        down = getattr(module, "downsample", None)
-        if isinstance(down, partial) and getattr(down.func, "__name__", "") == "_downsample_basic_block":
-            kw = down.keywords
-            if kw.get("spatial_dims", 2) != 2:
-                raise NotImplementedError("only 2-D 'A' shortcuts are converted")
-            module.downsample = ZeroPadShortcut(kw["planes"], kw["stride"])
-    return network
-
-
 # --------------------------------------------------------------------------------------------------- engines
 class SegmentationPrepareBatch(PrepareBatch):
     """``(image, label)`` of a dict batch on ``device``; the image in the channels-last memory format when asked
@@ -288,78 +253,6 @@ class SegmentationPrepareBatch(PrepareBatch):
         if isinstance(label, torch.Tensor):
             label = label.to(device=device, non_blocking=non_blocking, **kwargs)
         return image, label
-
-
-class BestMetricState:
-    """The best-model tracking of a validation run as a checkpointable object (``state_dict`` /
-    ``load_state_dict``), for :class:`~dcl_cstp_ext.engines.ResumableCheckpoint`.
-
-    Holds the evaluator's ``best_metric`` / ``best_metric_epoch`` and the list of MONAI ``CheckpointSaver``'s
-    key-metric checkpoint, so that a resumed run does not overwrite ``model.pt`` with a worse model.
-    """
-
-    def __init__(self, evaluator: Engine, saver: Any | None = None) -> None:
-        self.evaluator = evaluator
-        self.saver = saver
-
-    def _checkpoint(self):
-        return getattr(self.saver, "_key_metric_checkpoint", None)
-
-    def state_dict(self) -> dict:
-        state = self.evaluator.state
-        ckpt = self._checkpoint()
-        return {
-            "best_metric": float(getattr(state, "best_metric", -1)),
-            "best_metric_epoch": int(getattr(state, "best_metric_epoch", -1)),
-            "saver": ckpt.state_dict() if ckpt is not None else None,
-        }
-
-    def load_state_dict(self, state: Mapping) -> None:
-        self.evaluator.state.best_metric = state["best_metric"]
-        self.evaluator.state.best_metric_epoch = state["best_metric_epoch"]
-        ckpt = self._checkpoint()
-        if ckpt is not None and state.get("saver") is not None:
-            ckpt.load_state_dict(state["saver"])
-
-
-class ValidationLog:
-    """Appends one JSON line per validation to ``<output_dir>/<filename>``: the trainer's epoch, every metric of
-    the evaluator and the best key metric so far (rank 0 only). The validation curve of the report."""
-
-    def __init__(self, output_dir: str, filename: str = "val_metrics.jsonl") -> None:
-        self.path = Path(output_dir) / filename
-
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
-
-    def __call__(self, engine: Engine) -> None:
-        if not is_main_process():
-            return
-        row = {"epoch": engine.state.epoch}
-        row.update({k: float(v) for k, v in engine.state.metrics.items() if isinstance(v, (int, float))})
-        row["best_metric"] = float(getattr(engine.state, "best_metric", float("nan")))
-        row["best_metric_epoch"] = int(getattr(engine.state, "best_metric_epoch", -1))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a") as fh:
-            fh.write(json.dumps(row) + "\n")
-
-
-class _NullWriter:
-    """Stands in for a ``SummaryWriter`` on ranks > 0: every method is a no-op."""
-
-    def __getattr__(self, name: str):
-        return lambda *args, **kwargs: None
-
-
-def rank_zero_summary_writer(log_dir: str, **kwargs: Any):
-    """A TensorBoard ``SummaryWriter`` on the main process and a no-op stand-in on the other DDP ranks, so that
-    handlers built on every rank (a config list is instantiated whole before it is sliced per rank) never open
-    event files or a ``./runs`` folder outside rank 0."""
-    if not is_main_process():
-        return _NullWriter()
-    from torch.utils.tensorboard import SummaryWriter
-
-    return SummaryWriter(log_dir=log_dir, **kwargs)
 
 
 def _items(output: Any) -> list[dict]:

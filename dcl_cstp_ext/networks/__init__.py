@@ -4,12 +4,14 @@ from .classifier import ResNetClassifier
 from .cross_scale_attention import CrossScaleAttention, CrossScaleReduction, CrossScaleTokenProjection
 from .finetune import init_encoder
 from .heads import MLPHead, build_projection_head
-from .resnet_encoder import ENCODER_CHANNELS, ResNetEncoder2D
+from .resnet_encoder import ENCODER_CHANNELS, ResNetEncoder2D, ZeroPadShortcut, scriptable_shortcuts
 from .weights import atomic_save, extract_encoder_state, load_encoder
 
 __all__ = [
     "ResNetEncoder2D",
     "ENCODER_CHANNELS",
+    "ZeroPadShortcut",
+    "scriptable_shortcuts",
     "CrossScaleReduction",
     "CrossScaleAttention",
     "CrossScaleTokenProjection",

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from monai.networks.nets.resnet import ResNetFeatures
 from torch import nn
 
-__all__ = ["ResNetEncoder2D", "ZeroPadShortcut", "ENCODER_CHANNELS"]
+__all__ = ["ResNetEncoder2D", "ZeroPadShortcut", "scriptable_shortcuts", "ENCODER_CHANNELS"]
 
 #: channels of the 5 feature maps (stem, C2, C3, C4, C5) per backbone
 ENCODER_CHANNELS: dict[str, tuple[int, ...]] = {
@@ -42,6 +42,21 @@ class ZeroPadShortcut(nn.Module):
         return F.pad(out, (0, 0, 0, 0, 0, self.planes - out.shape[1]))
 
 
+def scriptable_shortcuts(network: nn.Module) -> nn.Module:
+    """Replace, in place, every 2-D MONAI ResNet-18/34 'A' shortcut held as a ``functools.partial`` (in this encoder,
+    or in any network holding a MONAI ResNet, e.g. ``FlexibleUNet``'s encoder) by an equivalent
+    :class:`ZeroPadShortcut`, so that ``torch.jit.script`` / ``ckpt_export`` can compile it. Parameters,
+    ``state_dict`` keys and outputs are unchanged; ResNet-50's convolutional shortcuts are left alone. Returns
+    ``network``."""
+    for module in network.modules():
+        down = getattr(module, "downsample", None)
+        if isinstance(down, functools.partial) and getattr(down.func, "__name__", "") == "_downsample_basic_block":
+            if down.keywords.get("spatial_dims", 2) != 2:
+                raise NotImplementedError("only 2-D 'A' shortcuts are converted")
+            module.downsample = ZeroPadShortcut(down.keywords["planes"], down.keywords["stride"])
+    return network
+
+
 class ResNetEncoder2D(ResNetFeatures):
     """ResNet-18/34/50 for 2-D images returning its stage feature maps and its pooled feature.
 
@@ -62,10 +77,7 @@ class ResNetEncoder2D(ResNetFeatures):
         if in_channels not in (1, 3):
             raise ValueError(f"in_channels must be 1 (grey) or 3 (RGB), got {in_channels}")
         super().__init__(model_name=backbone, pretrained=False, spatial_dims=2, in_channels=in_channels)
-        for block in self.modules():
-            shortcut = getattr(block, "downsample", None)
-            if isinstance(shortcut, functools.partial):
-                block.downsample = ZeroPadShortcut(shortcut.keywords["planes"], shortcut.keywords["stride"])
+        scriptable_shortcuts(self)
         self.backbone = backbone
         self.in_channels = in_channels
         self.feature_channels = ENCODER_CHANNELS[backbone]
