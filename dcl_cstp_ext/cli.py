@@ -7,6 +7,7 @@
     dcl-cstp bench pretrain --methods dcl_cstp,simsiam,mocov2,simclr --backbone resnet18 --image-size 64 \
         --batch-size 16 --steps 10 --json out.json
     dcl-cstp bench sample --preset cpu --ckpt-dir MODELS --samplers ddpm:1000,dpm_solver:20 [--dataset-dir DIR]
+    dcl-cstp package --out DIST [--bundles kvasir_seg,pneumonia_cls] [--bundles-dir bundles] [--base-url URL]
 """
 
 from __future__ import annotations
@@ -94,6 +95,22 @@ class CLI:
 
         _log_to_stdout()
         print(f"report: {write_report(run_dir)}")
+
+    def package(self, out: str = "dist", bundles=None, bundles_dir: str = "bundles", base_url: str | None = None,
+                require_weights: bool = False):
+        """Release packaging: one reproducible ``<name>_v<version>.zip`` per bundle (the bundle folder at its top,
+        the weights of ``models/`` inside) in --out, with ``index.json`` (name, version, file, size, sha256) and
+        ``SHA256SUMS``. --bundles: a comma-separated subset (default: all of --bundles-dir); --base-url: where the
+        zips will be uploaded (adds each download url to the index); --require-weights: fail for a bundle without
+        weights in models/."""
+        from .release import package_bundles
+
+        index = package_bundles(out, bundles=_tuple(bundles, str) if bundles else None, bundles_dir=bundles_dir,
+                                require_weights=bool(require_weights), base_url=base_url)
+        for e in index["bundles"]:
+            weights = ", ".join(e["weights"]) or "no weights"
+            print(f"{Path(out) / e['file']}  {e['size']} bytes  sha256 {e['sha256']}  ({weights})")
+        print(f"index: {Path(out) / 'index.json'} and {Path(out) / 'SHA256SUMS'}")
 
     def demo(self, out: str = "runs/demo", tasks="kvasir_seg,pneumonia_cls", device: str | None = None):
         """The main job on the built-in data: generate the demo data sets, then run the pipeline (demo preset) for

@@ -8,6 +8,7 @@ from .optim import build_lr_scheduler, build_optimizer
 from .pretrain_trainer import PretrainTrainer
 from .seeded_data import EpochSeededSampler, SeededAugmentDataset
 from .step import autocast_for, ssl_train_step
+from .tracking import mlflow_compatible
 
 __all__ = [
     "ResumableCheckpoint",
@@ -30,4 +31,5 @@ __all__ = [
     "SeededAugmentDataset",
     "autocast_for",
     "ssl_train_step",
+    "mlflow_compatible",
 ]

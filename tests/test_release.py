@@ -1,0 +1,191 @@
+"""Release packaging (``dcl-cstp package``): reproducible zips with the model zoo's layout, their index and
+checksums; a user's download of a release over HTTP with MONAI's own API (``monai.bundle.download`` with a url,
+``monai.apps.download_url`` / ``download_and_extract`` with the sha256 of the index: MONAI 1.6.1's
+``monai.bundle.download`` itself takes no checksum), ``monai.bundle.load`` of the network and an inference run of
+the downloaded bundle; a tampered zip fails MONAI's checksum."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import json
+import os
+import shutil
+import threading
+import zipfile
+
+import pytest
+import torch
+from conftest import BUNDLES
+from monai.networks.nets import FlexibleUNet
+from PIL import Image
+
+from dcl_cstp_ext.cli import CLI
+
+BACKBONE = "resnet10"  # the smallest FlexibleUNet encoder: a small zip, a quick test
+VERSION = json.loads((BUNDLES / "kvasir_seg" / "configs" / "metadata.json").read_text())["version"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+    """kvasir_seg with a freshly initialised model in models/ (and caches and run outputs that must stay out of the
+    zip) and pneumonia_cls without weights, packaged into DIST with the CLI."""
+    tmp = tmp_path_factory.mktemp("release")
+    src = tmp / "bundles"
+    for name in ("kvasir_seg", "pneumonia_cls"):
+        shutil.copytree(BUNDLES / name, src / name, ignore=shutil.ignore_patterns("models", "eval", "__pycache__"))
+    kvasir = src / "kvasir_seg"
+    torch.manual_seed(0)
+    net = FlexibleUNet(3, 1, BACKBONE, spatial_dims=2)
+    (kvasir / "models").mkdir()
+    torch.save(net.state_dict(), kvasir / "models" / "model.pt")
+    (kvasir / "models" / "checkpoint.pt").write_bytes(b"resume state, not released")
+    for junk in ("configs/__pycache__/x.cpython-311.pyc", "eval/metrics.jsonl", "eval/tensorboard/events.out.tfevents.1",
+                 "docs/.DS_Store", "mlruns/0/meta.yaml"):
+        (kvasir / junk).parent.mkdir(parents=True, exist_ok=True)
+        (kvasir / junk).write_text("x")
+    dist = tmp / "dist"
+    CLI().package(out=str(dist), bundles="kvasir_seg,pneumonia_cls", bundles_dir=str(src))
+    return {"dist": dist, "src": src, "tmp": tmp, "state": net.state_dict()}
+
+
+def test_zips_are_reproducible_and_hold_the_bundle_folder_and_weights(release, tmp_path):
+    dist = release["dist"]
+    index = json.loads((dist / "index.json").read_text())
+    assert [e["name"] for e in index["bundles"]] == ["kvasir_seg", "pneumonia_cls"]
+    sums = (dist / "SHA256SUMS").read_text().splitlines()
+    for entry, line in zip(index["bundles"], sums):
+        path = dist / entry["file"]
+        assert entry["file"] == f"{entry['name']}_v{VERSION}.zip" and entry["version"] == VERSION
+        assert entry["size"] == path.stat().st_size
+        assert entry["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert line == f"{entry['sha256']}  {entry['file']}"
+    with zipfile.ZipFile(dist / f"kvasir_seg_v{VERSION}.zip") as zf:
+        names = zf.namelist()
+        assert names == sorted(names) and all(n.startswith("kvasir_seg/") for n in names)
+        assert {"kvasir_seg/LICENSE", "kvasir_seg/configs/metadata.json", "kvasir_seg/configs/inference.json",
+                "kvasir_seg/docs/README.md", "kvasir_seg/large_files.yml", "kvasir_seg/models/model.pt"} <= set(names)
+        assert not any(s in n for n in names for s in ("__pycache__", "/eval/", "tfevents", ".DS_Store", "mlruns",
+                                                       "checkpoint"))
+        assert {i.date_time for i in zf.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+        assert {i.external_attr >> 16 for i in zf.infolist()} == {0o100644}
+    assert index["bundles"][0]["weights"] == ["models/model.pt"] and index["bundles"][1]["weights"] == []
+
+    # again, into another folder, after touching every source file: the same bytes
+    for path in release["src"].rglob("*"):
+        if path.is_file():
+            os.utime(path, (1_700_000_000, 1_700_000_000))
+            path.chmod(0o600)
+    again = tmp_path / "again"
+    CLI().package(out=str(again), bundles=("pneumonia_cls", "kvasir_seg"), bundles_dir=str(release["src"]))
+    for name in ("index.json", "SHA256SUMS", f"kvasir_seg_v{VERSION}.zip", f"pneumonia_cls_v{VERSION}.zip"):
+        assert (again / name).read_bytes() == (dist / name).read_bytes(), name
+
+
+@pytest.fixture(scope="module")
+def server(release):
+    """DIST served over HTTP on a free port of 127.0.0.1 by a thread of the test; shut down at the end."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                            functools.partial(Quiet, directory=str(release["dist"].parent)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    saved = {k: os.environ.get(k) for k in ("no_proxy", "NO_PROXY")}
+    os.environ["no_proxy"] = os.environ["NO_PROXY"] = "127.0.0.1,localhost"
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def test_download_load_and_infer_with_monai(release, server, tmp_path, demo_data):
+    from monai.bundle import ConfigWorkflow, download, load
+
+    url = f"{server}/dist/kvasir_seg_v{VERSION}.zip"
+    bundles = tmp_path / "bundles"
+    # what the README tells a user to run (python -m monai.bundle download --name ... --version ... --url ...)
+    download(name="kvasir_seg", version=VERSION, url=url, bundle_dir=str(bundles), progress=False)
+    root = bundles / "kvasir_seg"
+    assert (root / "configs" / "inference.json").is_file() and (root / "models" / "model.pt").is_file()
+
+    # workflow_type names the config file that builds network_def: configs/inference.json
+    net = load(name="kvasir_seg", bundle_dir=str(bundles), workflow_type="inference", device="cpu", progress=False,
+               net_override={"backbone": BACKBONE})
+    assert isinstance(net, FlexibleUNet)
+    for k, v in release["state"].items():
+        torch.testing.assert_close(net.state_dict()[k], v)
+
+    # the downloaded bundle's own inference config, with bundle_root = the downloaded folder: its models/model.pt
+    images = tmp_path / "images"
+    images.mkdir()
+    src = sorted((demo_data["kvasir_seg"] / "Kvasir-SEG" / "images").iterdir())[0]
+    with Image.open(src) as im:
+        size = im.size
+        im.convert("RGB").save(images / "case.png")
+    out = tmp_path / "pred"
+    wf = ConfigWorkflow(config_file=str(root / "configs" / "inference.json"),
+                        meta_file=str(root / "configs" / "metadata.json"),
+                        logging_file=str(root / "configs" / "logging.conf"), workflow_type="infer",
+                        bundle_root=str(root), dataset_dir=str(images), output_dir=str(out), backbone=BACKBONE,
+                        image_size=32, batch_size=1, num_workers=0, device="cpu", amp=False)
+    wf.initialize()
+    assert wf.parser.get_parsed_content("ckpt_path") == os.path.join(str(root), "models", "model.pt")
+    wf.run()
+    wf.finalize()
+    with Image.open(out / "masks" / "case.png") as mask:
+        assert mask.size == size and mask.mode == "L"
+
+
+def test_checksum_verified_download_and_a_tampered_zip(release, server, tmp_path):
+    from monai.apps import download_and_extract, download_url
+    from monai.apps.utils import HashCheckError
+    from monai.bundle import download
+
+    entry = {e["name"]: e for e in json.loads((release["dist"] / "index.json").read_text())["bundles"]}["pneumonia_cls"]
+    ok = tmp_path / "ok"
+    download_and_extract(f"{server}/dist/{entry['file']}", output_dir=str(ok), hash_val=entry["sha256"],
+                         hash_type=entry["hash_type"], progress=False)
+    assert json.loads((ok / "pneumonia_cls" / "configs" / "metadata.json").read_text())["version"] == VERSION
+    # the README's verified variant of `monai.bundle download`: fetch <bundle_dir>/<name>.zip with its checksum first,
+    # then `download` finds that file, skips fetching and extracts it
+    bundles = tmp_path / "bundles"
+    download_url(f"{server}/dist/{entry['file']}", filepath=str(bundles / "pneumonia_cls.zip"),
+                 hash_val=entry["sha256"], hash_type="sha256", progress=False)
+    download(name="pneumonia_cls", version=VERSION, url=f"{server}/dist/{entry['file']}", bundle_dir=str(bundles),
+             progress=False)
+    assert (bundles / "pneumonia_cls" / "configs" / "inference.json").is_file()
+
+    # the same zip with one byte changed, served in place of the release
+    data = bytearray((release["dist"] / entry["file"]).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    tampered = release["dist"].parent / "tampered"
+    tampered.mkdir(exist_ok=True)
+    (tampered / entry["file"]).write_bytes(bytes(data))
+    bad = tmp_path / "bad"
+    with pytest.raises(HashCheckError):
+        download_and_extract(f"{server}/tampered/{entry['file']}", output_dir=str(bad), hash_val=entry["sha256"],
+                             hash_type=entry["hash_type"], progress=False)
+    with pytest.raises(HashCheckError):
+        download_url(f"{server}/tampered/{entry['file']}", filepath=str(bad / "pneumonia_cls.zip"),
+                     hash_val=entry["sha256"], hash_type="sha256", progress=False)
+    assert not (bad / "pneumonia_cls").exists() and not (bad / "pneumonia_cls.zip").exists()
