@@ -6,6 +6,7 @@
     dcl-cstp make-demo-data --out DIR [--seed 0]
     dcl-cstp bench pretrain --methods dcl_cstp,simsiam,mocov2,simclr --backbone resnet18 --image-size 64 \
         --batch-size 16 --steps 10 --json out.json
+    dcl-cstp bench infer --preset cpu --threads 1 --json infer.json
     dcl-cstp bench sample --preset cpu --ckpt-dir MODELS --samplers ddpm:1000,dpm_solver:20 [--dataset-dir DIR]
     dcl-cstp package --out DIST [--bundles kvasir_seg,pneumonia_cls] [--bundles-dir bundles] [--base-url URL]
 """
@@ -46,6 +47,16 @@ class Bench:
                      num_images=num_images, batch_size=batch_size, seed=seed, device=device, threads=threads,
                      dataset_dir=dataset_dir, num_real=num_real, feature_encoder=feature_encoder, bootstrap=bootstrap,
                      out_dir=out_dir, json_path=json, progress=progress)
+
+
+    def infer(self, bundles="pneumonia_cls,isic_seg,kvasir_seg", preset="cpu", batch_size=1, steps=20, warmup=3,
+              device=None, channels_last=False, threads=None, json=None):
+        """Latency of each downstream bundle's network (configs/inference.json + preset), eager and exported to
+        TorchScript with MONAI's ckpt_export; trained weights from models/model.pt when present."""
+        from .bench.infer import bench_infer
+
+        bench_infer(bundles=bundles, preset=preset, batch_size=batch_size, steps=steps, warmup=warmup, device=device,
+                    channels_last=channels_last, threads=threads, json_path=json)
 
 
 class CLI:
