@@ -6,7 +6,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench clean label-setup label
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,5 +30,38 @@ test: setup
 bench: setup
 	$(BIN)/dcl-cstp bench pretrain --methods dcl_cstp,simsiam,mocov2,simclr --backbone resnet18 --image-size 64 --batch-size 16 --steps 10 --json bench_pretrain.json
 
+# MONAI Label 0.8.5 app (monailabel_app/) in its own environment, so that the main one stays lean.
+# monailabel imports torchvision, and PyPI's torchvision wheels need PyPI's (CUDA) torch, not the CPU build above, so
+# this environment gets its own torch. Where the PyTorch index can be reached, a lean CPU-only one:
+#   make label-setup LABEL_TORCH="torch torchvision --index-url https://download.pytorch.org/whl/cpu"
+# The pins keep monailabel 0.8.5 startable (pydicom 3, pynetdicom 3 and dicomweb-client 0.60 break its imports).
+LABEL_VENV ?= .venv-label
+LABEL_TORCH ?= torch torchvision
+LABEL_BIN := $(LABEL_VENV)/bin
+LABEL_STUDIES ?= $(LABEL_VENV)/demo_studies
+LABEL_HOST ?= 127.0.0.1
+LABEL_PORT ?= 8000
+
+$(LABEL_VENV)/.installed: setup.cfg pyproject.toml monailabel_app/label_requirements.py
+	$(PYTHON) -m venv $(LABEL_VENV)
+	$(LABEL_BIN)/python -m pip install -q --upgrade pip
+	@# both without their requirements first; then those requirements less sam2 and pydicom (see label_requirements.py)
+	$(LABEL_BIN)/python -m pip install -q --no-deps monailabel==0.8.5 -e .
+	$(LABEL_BIN)/python monailabel_app/label_requirements.py > $(LABEL_VENV)/requirements.txt
+	$(LABEL_BIN)/python -m pip install -q $(LABEL_TORCH)
+	$(LABEL_BIN)/python -m pip install -q -r $(LABEL_VENV)/requirements.txt "pydicom<3" "pynetdicom<3" "dicomweb-client<0.60"
+	@touch $@
+
+label-setup: $(LABEL_VENV)/.installed
+
+# Serves the bundles on built-in demo images (LABEL_STUDIES=/path/to/images for your own). .venv-label/demo_bundles links
+# each bundle that has trained weights (bundles/<name>/models/model.pt); the others get UNTRAINED random tiny weights.
+LABEL_DEMO_STUDIES := $(LABEL_VENV)/demo_studies
+label: label-setup
+	$(LABEL_BIN)/python monailabel_app/prepare.py --bundles-out $(LABEL_VENV)/demo_bundles \
+		$(if $(filter $(LABEL_DEMO_STUDIES),$(LABEL_STUDIES)),--studies $(LABEL_STUDIES))
+	$(LABEL_BIN)/monailabel start_server --app monailabel_app --studies $(LABEL_STUDIES) \
+		--host $(LABEL_HOST) --port $(LABEL_PORT) --conf bundles $(LABEL_VENV)/demo_bundles
+
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) $(LABEL_VENV) *.egg-info .pytest_cache
