@@ -93,6 +93,16 @@ def collect_results(run: Path, kind: str) -> dict:
     return out
 
 
+def _init_order(init: str) -> tuple[int, str]:
+    """Table order: random, the baselines, DCL-CsTP, + synthetic (ratios), then the ablations."""
+    from .pipeline import ABLATIONS, INITIALISATIONS
+
+    order = list(INITIALISATIONS) + list(ABLATIONS)
+    if init in order:
+        return order.index(init), init
+    return (order.index("dcl_cstp_syn"), init) if init.startswith("dcl_cstp_syn") else (len(order), init)
+
+
 def _fmt(values: list[float], percent: bool) -> str:
     if not values:
         return "-"
@@ -345,9 +355,10 @@ def write_report(run: str | Path) -> Path:
         doc.p("No evaluation results were found (finetune/*/lf*/seed*/evaluate/metrics.json).")
     for fraction in fractions:
         doc.h(3, f"{float(fraction):.0%} of the training labels (mean ± std over seeds; % except distances)")
-        rows = [[init] + [_fmt(per[fraction].get(n, []), percent[n]) for n in names]
-                for init, per in results.items() if fraction in per]
-        doc.table(["initialisation"] + names, rows)
+        rows = [[init, str(max(len(v) for v in per[fraction].values()))]
+                + [_fmt(per[fraction].get(n, []), percent[n]) for n in names]
+                for init, per in sorted(results.items(), key=lambda kv: _init_order(kv[0])) if fraction in per]
+        doc.table(["initialisation", "seeds"] + names, rows)
     paper = PAPER_RESULTS.get(task, {})
     if paper:
         doc.h(3, "The paper's numbers, for reference")
