@@ -18,23 +18,23 @@ PRESETS: dict[str, dict] = {
         "ldm": {
             "configs": ["presets/cpu.json"],
             # batch 8: the demo sets hold 48-128 training images, and the denoiser needs a few hundred steps before
-            # its samples pass curation (40 steps gave only outliers, 360 plausible samples)
+            # its samples pass curation (40 steps gave only outliers, 300-360 plausible samples)
             "autoencoder": {"image_size": 32, "autoencoder_max_epochs": 15, "autoencoder_batch_size": 8,
                             "num_workers": 0, "val_interval": 15},
-            "diffusion": {"image_size": 32, "diffusion_max_epochs": 60, "diffusion_batch_size": 8, "num_workers": 0,
-                          "val_interval": 30},
+            "diffusion": {"image_size": 32, "diffusion_max_epochs": 50, "diffusion_batch_size": 8, "num_workers": 0,
+                          "val_interval": 25},
             "sample": {"image_size": 32, "num_samples": 48, "sampler": "dpm_solver", "num_inference_steps": 20},
             "curate": {"image_size": 32, "num_workers": 0},
         },
         "pretrain": {
             "configs": ["presets/cpu.json"],
-            "overrides": {"image_size": 48, "batch_size": 16, "max_epochs": 6, "num_workers": 0, "val_interval": 3,
+            "overrides": {"image_size": 48, "batch_size": 16, "max_epochs": 5, "num_workers": 0, "val_interval": 5,
                           "head_kwargs#dim": 128, "monitor_max_bank": 200, "monitor_max_query": 100},
             "queue_size": 256,
         },
         "finetune": {
             "configs": ["presets/cpu.json"],
-            "overrides": {"image_size": 64, "max_epochs": 6, "num_workers": 0, "val_interval": 2},
+            "overrides": {"image_size": 64, "max_epochs": 4, "num_workers": 0, "val_interval": 2},
         },
     },
     # a smoke test of the whole chain in about a minute per task (tests, CI): one epoch everywhere

@@ -54,7 +54,7 @@ METRICS = {
         ("accuracy", ("accuracy", "acc"), True),
         ("recall", ("macro_recall", "recall_macro", "recall"), True),
         ("precision", ("macro_precision", "precision_macro", "precision"), True),
-        ("roc_auc", ("roc_auc", "auc", "macro_auc"), True),
+        ("roc_auc", ("roc_auc_macro_ovr", "roc_auc", "auc", "macro_auc"), True),
     ],
     "segmentation": [
         ("dice", ("dice", "mean_dice"), True),
