@@ -55,6 +55,7 @@ def test_each_method_trains_two_iterations(method, tmp_path, demo_data):
     rows = [json.loads(line) for line in (tmp_path / "eval" / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["epoch"] == 1 and "train_loss" in rows[-1] and "knn_accuracy" in rows[-1]
     assert rows[-1]["peak_rss_mb"] > 100  # at least torch and the model
+    assert 0 <= rows[-1]["knn_init_accuracy"] <= 1  # the initial weights' k-NN accuracy, the reference
     assert (tmp_path / "eval" / "datalist.json").is_file()
     info = json.loads((tmp_path / "eval" / "run_info.json").read_text())
     assert info[-1]["packages"]["monai"]
