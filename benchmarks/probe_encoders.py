@@ -1,9 +1,13 @@
 """Diagnostic: how much does a pre-trained encoder's frozen pooled feature know about the labels, compared with a
 randomly initialised encoder of the same architecture? Weighted k-NN (k=20, cosine) accuracy on the validation split,
-the bank being (a seeded subset of) the training split. Writes JSON.
+the bank being (a seeded subset of) the training split. Classification data: its classes; segmentation data (items
+with a mask): lesion-size tertiles, as the pre-training monitor (``dcl_cstp_ext.engines.build_knn_monitor``).
+Writes JSON.
 
     python benchmarks/probe_encoders.py --dataset-dir DIR --encoders random,runs/.../encoder.pt --image-sizes 64,128 \
-        --datalist-kwargs '{"num_classes": 3}' --json out.json
+        --datalist-kwargs '{"num_classes": 3}' --split-file RUN_DIR/splits/pneumonia_cls.json --json-path out.json
+    python benchmarks/probe_encoders.py --dataset-dir ../shared/data/kvasir-seg --in-channels 3 --image-sizes 96,128 \
+        --encoders random,RUN_DIR/pretrain/dcl_cstp/models/encoder.pt --split-file RUN_DIR/splits/kvasir_seg.json
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ def probe(dataset_dir: str, encoders: str = "random", image_sizes="64,128", back
     sizes = [int(s) for s in str(image_sizes).split(",")] if not isinstance(image_sizes, (tuple, list)) else list(image_sizes)
     kw = json.loads(datalist_kwargs) if isinstance(datalist_kwargs, str) else (datalist_kwargs or {})
     dl = build_datalist("auto", dataset_dir, seed=seed, split_file=split_file, **kw)
+    if not isinstance(dl["training"][0].get("label"), (int, np.integer)):
+        return _probe_segmentation(dl, encoders, sizes, backbone, in_channels, seed, json_path, dataset_dir)
     rng = np.random.default_rng(seed)
     train = dl["training"]
     bank_items = [train[i] for i in sorted(rng.choice(len(train), size=min(max_bank, len(train)), replace=False))]
@@ -56,6 +62,32 @@ def probe(dataset_dir: str, encoders: str = "random", image_sizes="64,128", back
             results.append(row)
     majority = float(np.bincount([it["label"] for it in query_items]).max() / len(query_items))
     report = {"dataset_dir": dataset_dir, "backbone": backbone, "majority_class_accuracy": majority, "results": results}
+    if json_path:
+        with open(json_path, "w") as fh:
+            json.dump(report, fh, indent=2)
+    return report
+
+
+def _probe_segmentation(dl, encoders, sizes, backbone, in_channels, seed, json_path, dataset_dir):
+    from types import SimpleNamespace
+
+    from dcl_cstp_ext.engines import build_knn_monitor
+
+    results = []
+    for name in [e.strip() for e in encoders.split(",")] if isinstance(encoders, str) else list(encoders):
+        torch.manual_seed(seed)
+        enc = ResNetEncoder2D(backbone, in_channels)
+        if name != "random":
+            load_encoder(enc, name)
+        for size in sizes:
+            monitor = build_knn_monitor(enc, dl, size, in_channels, max_bank=len(dl["training"]),
+                                        max_query=len(dl["validation"]), seed=seed)
+            engine = SimpleNamespace(state=SimpleNamespace(device="cpu", metrics={}, epoch=0))
+            row = {"encoder": name, "image_size": size, "knn_accuracy": monitor(engine),
+                   "majority_class_accuracy": engine.state.metrics["knn_chance"]}
+            print(row, flush=True)
+            results.append(row)
+    report = {"dataset_dir": dataset_dir, "backbone": backbone, "labels": "lesion-size tertiles", "results": results}
     if json_path:
         with open(json_path, "w") as fh:
             json.dump(report, fh, indent=2)
