@@ -80,6 +80,7 @@ def test_pipeline_end_to_end_report_and_resume(tmp_path, demo_data, monkeypatch)
     else:
         assert "| dcl_cstp_syn |" in text
     assert (run / "ldm" / "curation" / "curation.json").is_file()
+    assert "s per image**" in text  # the sampler's timing
     for init in ("random", "dcl_cstp"):
         metrics = json.loads((run / "finetune" / init / "lf1" / "seed0" / "evaluate" / "metrics.json").read_text())
         assert 0.0 <= metrics["dice"]["mean"] <= 1.0

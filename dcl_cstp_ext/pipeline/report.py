@@ -369,14 +369,21 @@ def write_report(run: str | Path) -> Path:
                                       for m, v in paper.items() if m != "_note"])
 
     doc.h(2, "Synthetic images (stage 1)")
+    if not (run / "ldm").is_dir():
+        doc.p("Not run: no initialisation of this run needs synthetic images (add dcl_cstp_syn to --methods or "
+              "--ratios).")
     doc.img(_first(run, ["ldm/samples/contact_sheet.png", "ldm/samples/*sheet*.png"]), "synthetic samples")
     doc.img(_first(run, ["ldm/autoencoder/eval/reconstructions*.png", "ldm/autoencoder/eval/**/*recon*.png"]),
             "autoencoder: inputs | reconstructions")
     doc.img(_embedding_plot(run, fig_dir), "real vs synthetic images in the DCL-CsTP feature space (t-SNE)")
-    timing = _first(run, ["ldm/samples/timing.json", "ldm/samples/*timing*.json"])
-    if timing:
-        t = json.loads(timing.read_text())
-        doc.p("Sampling: " + json.dumps(t)[:600])
+    synthesis = _first(run, ["ldm/samples/synthesis.json"])
+    if synthesis:
+        t = json.loads(synthesis.read_text())
+        doc.p(f"Sampling: {t.get('num_samples')} images with `{t.get('sampler')}` at {t.get('num_inference_steps')} "
+              f"steps (batch {t.get('batch_size')}, {t.get('device')}): {t.get('seconds')} s, "
+              f"**{t.get('seconds_per_image')} s per image**; latent {t.get('latent_shape')}, scale factor "
+              f"{t.get('scale_factor'):.4g}. Per-sampler speed and quality: `dcl-cstp bench sample`."
+              if isinstance(t.get("scale_factor"), (int, float)) else "Sampling: " + json.dumps(t)[:600])
     curation_md = _first(run, ["ldm/curation/curation.md"])
     if curation_md:
         doc.h(3, "Curation")
