@@ -77,7 +77,7 @@ class CLI:
     def pipeline(self, task: str, data_root: str, out: str, preset: str = "demo",
                  methods="random,simclr,mocov2,simsiam,dcl_cstp,dcl_cstp_syn", synthetic_ratio: float = 0.5,
                  ratios=(), ablations: bool = False, label_fractions=(1.0,), seeds=(0,), device: str | None = None,
-                 overrides=None, report: bool = True):
+                 overrides=None, keep_checkpoints: bool = False, report: bool = True):
         """Run (or resume) the three stages for one task and write RUN_DIR/report.md and report.html.
 
         --methods: initialisations to compare (random, simclr, mocov2, simsiam, dcl_cstp, dcl_cstp_syn);
@@ -85,7 +85,8 @@ class CLI:
         mlp_head, plain_attention; --label-fractions 1,0.1: fine-tune on 100% and 10% of the training labels;
         --seeds 0,1,2: fine-tuning seeds (mean +- std); --overrides '{"pretrain": {"max_epochs": 5}, "finetune":
         {"datalist_kwargs": {"num_classes": 3}}}': bundle overrides per stage kind (ldm, pretrain, finetune) after the
-        preset's (a JSON string or file). Re-running the same command skips finished stages and
+        preset's (a JSON string or file); --keep-checkpoints: keep finished stages' resume checkpoints (by default
+        only their exported weights stay). Re-running the same command skips finished stages and
         resumes an interrupted one.
         """
         from .pipeline import PipelineConfig, run_pipeline
@@ -94,7 +95,7 @@ class CLI:
             task=task, data_root=data_root, out=out, preset=preset, methods=_tuple(methods, str),
             synthetic_ratio=float(synthetic_ratio), ratios=_tuple(ratios, float), ablations=bool(ablations),
             label_fractions=_tuple(label_fractions, float), seeds=_tuple(seeds, int), device=device,
-            overrides=_json_arg(overrides),
+            overrides=_json_arg(overrides), keep_checkpoints=bool(keep_checkpoints),
         )
         _log_to_stdout()
         path = run_pipeline(cfg, report=report)

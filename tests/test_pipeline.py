@@ -90,3 +90,8 @@ def test_pipeline_end_to_end_report_and_resume(tmp_path, demo_data, monkeypatch)
     info = json.loads((run / "run_info.json").read_text())
     assert len(info) == 2 and info[-1]["packages"]["torch"]
     assert (run / "pretrain" / "dcl_cstp" / "config.json").is_file()
+    # finished stages keep their exported weights and drop their resume checkpoints (disk: 2-3x the weights)
+    assert not list(run.rglob("*checkpoint*.pt"))
+    assert (run / "pretrain" / "dcl_cstp" / "models" / "encoder.pt").is_file()
+    assert (run / "ldm" / "models" / "autoencoder.pt").is_file() and (run / "ldm" / "models" / "model.pt").is_file()
+    assert (run / "finetune" / "dcl_cstp" / "lf1" / "seed0" / "models" / "model.pt").is_file()

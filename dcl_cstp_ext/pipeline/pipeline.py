@@ -47,6 +47,8 @@ class PipelineConfig:
     device: str | None = None
     #: bundle overrides per stage kind, applied after the preset's: {"ldm": {...}, "pretrain": {...}, "finetune": {...}}
     overrides: dict = field(default_factory=dict)
+    #: keep the resume checkpoints of finished stages (by default only the exported weights stay)
+    keep_checkpoints: bool = False
 
     def __post_init__(self) -> None:
         task_spec(self.task)
@@ -210,7 +212,7 @@ def run_pipeline(cfg: PipelineConfig, report: bool = True) -> Path:
             skipped[stage.name] = reason
             logger.warning(f"[skip] {stage.name}: {reason}")
             continue
-        run_stage(stage)
+        run_stage(stage, keep_checkpoints=cfg.keep_checkpoints)
     (run / "skipped.json").write_text(json.dumps(skipped, indent=2))
     logger.info(f"all stages done in {time.perf_counter() - start:.0f}s")
     if not report:

@@ -60,11 +60,14 @@ def _log_to(path: Path) -> Iterator[None]:
         handler.close()
 
 
-def run_stage(stage: BundleStage, force: bool = False):
+def run_stage(stage: BundleStage, force: bool = False, keep_checkpoints: bool = False):
     """Run ``stage`` through ``monai.bundle.ConfigWorkflow`` unless it is done; returns its DONE record.
 
     Writes ``config.json`` (the merged config with the overrides, as run), ``log.txt`` and ``DONE.json`` (seconds,
-    configs, overrides) into ``stage.workdir``.
+    configs, overrides) into ``stage.workdir``. Once the stage is done, its resume checkpoints (``*checkpoint*.pt``
+    in its ``ckpt_dir``: weights, momentum copies and optimiser state, 2-3x the exported weights) are removed
+    unless ``keep_checkpoints``: a finished stage never resumes, and the exported weights (``model.pt``,
+    ``encoder.pt``, ``autoencoder.pt``) stay.
     """
     from monai.bundle import ConfigParser, ConfigWorkflow
 
@@ -105,4 +108,8 @@ def run_stage(stage: BundleStage, force: bool = False):
     }
     (workdir / "DONE.json").write_text(json.dumps(record, indent=2, default=str))
     logger.info(f"[done] {stage.name} in {record['seconds']:.0f}s")
+    ckpt_dir = stage.overrides.get("ckpt_dir")
+    if ckpt_dir and not keep_checkpoints and stage.workflow_type == "train":
+        for ckpt in Path(ckpt_dir).glob("*checkpoint*.pt"):
+            ckpt.unlink()
     return record
