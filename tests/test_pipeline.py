@@ -47,11 +47,11 @@ def test_pipeline_end_to_end_report_and_resume(tmp_path, demo_data, monkeypatch)
     real_run_stage = pipeline_module.run_stage
     calls = []
 
-    def interrupted(stage, force=False):  # "kill" the run when the last fine-tuning stage starts
+    def interrupted(stage, force=False, **kw):  # "kill" the run when the last fine-tuning stage starts
         calls.append(stage.name)
         if stage.name == "finetune/dcl_cstp/lf1/seed0/train":
             raise KeyboardInterrupt
-        return real_run_stage(stage, force)
+        return real_run_stage(stage, force, **kw)
 
     monkeypatch.setattr(pipeline_module, "run_stage", interrupted)
     with pytest.raises(KeyboardInterrupt):
