@@ -192,7 +192,7 @@ def test_report_files_and_worst_case_order(tmp_path):
     }
     batches = [[_item(torch.rand(3, 32, 32), gt, p, f"/x/{n}.jpg") for n, p in preds.items()]]
     engine = Engine(lambda e, b: b)
-    report = SegmentationReport(str(tmp_path), num_worst=2, split="test", image_size=32)
+    report = SegmentationReport(str(tmp_path), num_worst=2, split="test", image_size=32, num_best=2)
     report.attach(engine)
     engine.run(batches, max_epochs=1)
     rows = list(csv.DictReader(open(tmp_path / "metrics_per_image.csv")))
@@ -206,6 +206,16 @@ def test_report_files_and_worst_case_order(tmp_path):
     assert pictures == ["01_missed.png", "02_bad.png"]
     with Image.open(tmp_path / "worst_cases" / "01_missed.png") as im:
         assert im.width > 2 * im.height  # three panels side by side
+    assert sorted(p.name for p in (tmp_path / "best_cases").glob("*.png")) == ["01_good.png", "02_bad.png"]
+    with Image.open(tmp_path / "cases.png") as im:  # two rows (worst, best) of two thumbnails
+        assert im.width > im.height > 0
+    # a second evaluation into the same folder replaces the pictures instead of adding to them
+    report2 = SegmentationReport(str(tmp_path), num_worst=1, num_best=0)
+    engine2 = Engine(lambda e, b: b)
+    report2.attach(engine2)
+    engine2.run(batches, max_epochs=1)
+    assert [p.name for p in (tmp_path / "worst_cases").glob("*.png")] == ["01_missed.png"]
+    assert not list((tmp_path / "best_cases").glob("*.png"))
 
 
 def test_evaluation_and_inference_item_lists(tmp_path):

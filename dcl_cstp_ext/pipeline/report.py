@@ -406,6 +406,8 @@ def write_report(run: str | Path) -> Path:
             doc.img(_first(run, [f"finetune/{best}/lf*/seed*/evaluate/*confusion*.png"]),
                     f"confusion matrix ({best})")
         else:
+            doc.img(_first(run, [f"finetune/{best}/lf*/seed*/evaluate/cases.png"]),
+                    f"worst and best validation cases ({best}): prediction red, truth outlined green")
             worst = sorted(run.glob(f"finetune/{best}/lf*/seed*/evaluate/worst_cases/*.png"))[:3]
             for i, path in enumerate(worst, 1):
                 doc.img(path, f"worst validation case {i} ({best}): image | ground truth | prediction")
