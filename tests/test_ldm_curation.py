@@ -76,7 +76,8 @@ def test_curation_drops_copies_and_outliers_and_keeps_the_requested_fraction(tmp
     assert m["precision_recall"]["kept"]["precision"] >= m["precision_recall"]["all"]["precision"]
     md = (out / "curation.md").read_text()
     assert "near_copy" in md and "random ResNet-18" in md and "imperfect proxy" in md
-    for pic in ("best.png", "worst.png", "near_copies.png", "outliers.png", "kept_sheet.png"):
+    for pic in ("best.png", "kept_vs_nearest_real.png", "worst.png", "near_copies.png", "outliers.png",
+                "kept_sheet.png"):
         assert (out / pic).is_file(), pic
     items = read_datalist(out / "curated_datalist.json")["training"]
     assert len(items) == 4 and len(list((out / "curated").glob("*.png"))) == 4

@@ -85,6 +85,7 @@ def curation_markdown(summary: Mapping[str, Any], pictures: Mapping[str, str]) -
     lines += ["", "## Pictures", ""]
     captions = {
         "best": "Most realistic kept samples",
+        "kept_vs_nearest_real": "Kept samples beside their nearest real training image (feature space): synthetic | real",
         "worst": "Least realistic samples",
         "near_copies": "Near copies: synthetic | nearest training image",
         "outliers": "Outliers",
@@ -108,8 +109,9 @@ def write_curation_report(
     nearest_real: torch.Tensor,
     num_show: int = 16,
 ) -> dict:
-    """Write the pictures (``best.png``, ``worst.png``, ``near_copies.png``, ``outliers.png``,
-    ``kept_sheet.png``), ``curation.json`` (``summary`` + ``samples``) and ``curation.md`` into ``output_dir``.
+    """Write the pictures (``best.png``, ``kept_vs_nearest_real.png``, ``worst.png``, ``near_copies.png``,
+    ``outliers.png``, ``kept_sheet.png``), ``curation.json`` (``summary`` + ``samples``) and ``curation.md`` into
+    ``output_dir``.
     Returns the picture names."""
     out = Path(output_dir)
     realism = np.asarray(torch.as_tensor(realism).double())
@@ -124,6 +126,11 @@ def write_curation_report(
     if worst:
         save_grid(synthetic_images[worst], out / "worst.png")
         pictures["worst"] = "worst.png"
+    if best:  # real vs synthetic at a glance, and a memorisation check: each kept sample beside its nearest real
+        pairs = best[: max(1, num_show // 2)]
+        save_pairs_grid(synthetic_images[pairs], real_images[[int(nearest_real[i]) for i in pairs]],
+                        out / "kept_vs_nearest_real.png")
+        pictures["kept_vs_nearest_real"] = "kept_vs_nearest_real.png"
     copies = [i for i, r in enumerate(rows) if r["near_copy"]][:num_show]
     if copies:
         save_pairs_grid(synthetic_images[copies], real_images[[int(nearest_real[i]) for i in copies]],

@@ -388,7 +388,9 @@ def write_report(run: str | Path) -> Path:
     if curation_md:
         doc.h(3, "Curation")
         doc.pre(curation_md.read_text()[:6000])
-        doc.img(_first(run, ["ldm/curation/*best*.png"]), "best-scored synthetic samples")
+        doc.img(_first(run, ["ldm/curation/best.png"]), "best-scored synthetic samples")
+        doc.img(_first(run, ["ldm/curation/kept_vs_nearest_real.png"]),
+                "kept synthetic samples beside their nearest real training image: synthetic | real")
         doc.img(_first(run, ["ldm/curation/*worst*.png"]), "worst-scored synthetic samples")
         doc.img(_first(run, ["ldm/curation/*outlier*.png"]), "dropped as outliers")
 
