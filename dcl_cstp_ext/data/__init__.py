@@ -4,6 +4,7 @@ transforms with caching, built-in demo data and a loading benchmark."""
 from .covid_radiography import COVID_CLASSES, build_covid_radiography_datalist
 from .demo_data import make_demo_data
 from .folder import build_folder_datalist, build_pretrain_datalist
+from .inference import inference_items
 from .isic2018 import build_isic2018_datalist
 from .kvasir_seg import build_kvasir_seg_datalist
 from .pediatric_cxr import PEDIATRIC_CLASSES, build_pediatric_cxr_datalist, pediatric_label
@@ -50,6 +51,7 @@ __all__ = [
     "make_cached_dataset",
     "make_demo_data",
     "pediatric_label",
+    "inference_items",
     "read_datalist",
     "read_image",
     "segmentation_preprocess",

@@ -51,7 +51,7 @@ from monai.data import decollate_batch
 from monai.transforms import Compose, EnsureTyped, MapTransform, RandFlipd, RandRotated
 from torch import nn
 
-from ..data import DataError, build_folder_datalist, make_cached_dataset, read_datalist
+from ..data import DataError, inference_items, make_cached_dataset
 from ..engines.handlers import is_main_process
 from ..engines.seeded_data import SeededAugmentDataset
 from ..transforms import ClipIntensityd, RandColorJitterd, RandResizedCropd
@@ -610,21 +610,5 @@ class ClassificationReport:
 
 
 def inference_datalist(source: str | Path | Iterable, split: str = "auto") -> list[dict]:
-    """Items to classify: every image of a folder (recursive, sorted), one image file, a datalist JSON (its
-    ``split``; ``"auto"``: test, else validation, else training; labels are kept) or a list of paths / items."""
-    if not isinstance(source, (str, Path)):
-        return [dict(it) if isinstance(it, Mapping) else {"image": str(it)} for it in source]
-    path = Path(source)
-    if path.is_dir():
-        return [{"image": it["image"]} for it in build_folder_datalist(path)["training"]]
-    if path.suffix.lower() == ".json":
-        datalist = read_datalist(path)
-        if split == "auto":
-            split = next((s for s in ("test", "validation", "training") if datalist.get(s)), "test")
-        items = datalist.get(split) or []
-        if not items:
-            raise DataError(f"{path}: split '{split}' is empty")
-        return [{k: v for k, v in it.items() if k in ("image", "label")} for it in items]
-    if path.is_file():
-        return [{"image": str(path)}]
-    raise DataError(f"{path}: not a folder of images, an image or a datalist JSON")
+    """Items to classify (labels kept where the source has them): :func:`~dcl_cstp_ext.data.inference_items`."""
+    return inference_items(source, split, keys=("image", "label"))

@@ -48,7 +48,7 @@ from monai.engines import PrepareBatch
 from monai.transforms import Compose, EnsureTyped, RandFlipd, RandRotated
 from scipy.ndimage import binary_dilation, binary_erosion, distance_transform_edt
 
-from ..data import DataError, build_folder_datalist, read_datalist, read_image
+from ..data import DataError, inference_items, read_image
 from ..data.formats import image_stem, save_mask
 from ..networks.resnet_encoder import ZeroPadShortcut, scriptable_shortcuts  # noqa: F401  (config targets)
 from ..transforms import ClipIntensityd, RandColorJitterd, RandResizedCropd
@@ -546,21 +546,5 @@ def evaluation_items(datalist: Mapping[str, Any], split: str = "auto") -> list[d
 
 
 def inference_datalist(source: str | Path | Iterable, split: str = "auto") -> list[dict]:
-    """``{"image": path}`` items to segment from a folder of images (recursive), one image file, a datalist JSON
-    (its ``split``; ``"auto"``: test, else validation, else training) or a list of paths / items."""
-    if not isinstance(source, (str, Path)):
-        return [{"image": str(it["image"] if isinstance(it, Mapping) else it)} for it in source]
-    path = Path(source)
-    if path.is_dir():
-        return [{"image": it["image"]} for it in build_folder_datalist(path)["training"]]
-    if path.suffix.lower() == ".json":
-        datalist = read_datalist(path)
-        if split == "auto":
-            split = next((s for s in ("test", "validation", "training") if datalist.get(s)), "test")
-        items = datalist.get(split) or []
-        if not items:
-            raise DataError(f"{path}: split '{split}' is empty")
-        return [{"image": str(it["image"])} for it in items]
-    if path.is_file():
-        return [{"image": str(path)}]
-    raise DataError(f"{path}: not a folder of images, an image or a datalist JSON")
+    """``{"image": path}`` items to segment: :func:`~dcl_cstp_ext.data.inference_items`."""
+    return inference_items(source, split, keys=("image",))

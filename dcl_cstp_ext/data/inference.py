@@ -1,0 +1,43 @@
+"""The images a user asks a trained bundle to run on, as MONAI datalist items."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+from .folder import build_folder_datalist
+from .splits import read_datalist
+from .validation import DataError
+
+__all__ = ["inference_items"]
+
+
+def inference_items(source: str | Path | Iterable, split: str = "auto", keys: Sequence[str] = ("image",)) -> list[dict]:
+    """Items to run inference on, each with the ``keys`` it has of ``keys`` (``"image"`` always):
+
+    * a folder: every image below it (recursive, sorted);
+    * one image file;
+    * a datalist JSON: its ``split`` (``"auto"``: test, else validation, else training); an empty split is an error;
+    * a list of paths or of items.
+    """
+    keys = ("image", *[k for k in keys if k != "image"])
+
+    def pick(it: Mapping) -> dict:
+        return {k: (str(it[k]) if k == "image" else it[k]) for k in keys if k in it}
+
+    if not isinstance(source, (str, Path)):
+        return [pick(it) if isinstance(it, Mapping) else {"image": str(it)} for it in source]
+    path = Path(source)
+    if path.is_dir():
+        return [{"image": it["image"]} for it in build_folder_datalist(path)["training"]]
+    if path.suffix.lower() == ".json":
+        datalist = read_datalist(path)
+        if split == "auto":
+            split = next((s for s in ("test", "validation", "training") if datalist.get(s)), "test")
+        items = datalist.get(split) or []
+        if not items:
+            raise DataError(f"{path}: split '{split}' is empty")
+        return [pick(it) for it in items]
+    if path.is_file():
+        return [{"image": str(path)}]
+    raise DataError(f"{path}: not a folder of images, an image or a datalist JSON")
