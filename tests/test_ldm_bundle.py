@@ -253,3 +253,12 @@ def test_bench_sample_cli_times_each_sampler_and_measures_quality(trained, tmp_p
     assert rows["dpm_solver"]["seconds_per_image"] > 0 and rows["dpm_solver"]["speedup"] > 1.0
     assert all(r["frechet_distance"] is not None and r["frechet_distance"] >= 0 for r in rows.values())
     assert "dpm_solver" in proc.stdout  # the table is printed
+
+
+def test_bench_sample_module_shows_its_arguments():
+    """``python -m dcl_cstp_ext.bench.sample --help`` lists bench_sample's flags (it used to crash on ``help``)."""
+    import inspect
+
+    from dcl_cstp_ext.bench import sample
+
+    assert inspect.signature(sample._main) == inspect.signature(sample.bench_sample)

@@ -13,6 +13,7 @@ Run directly: ``python -m dcl_cstp_ext.bench.sample --preset cpu --ckpt_dir ... 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import platform
@@ -258,8 +259,11 @@ def bench_sample(
     return report
 
 
-def _main(**kwargs) -> None:
-    bench_sample(**kwargs)  # the report is printed and written, not echoed by fire
+def _main(*args, **kwargs) -> None:
+    bench_sample(*args, **kwargs)  # the report is printed and written, not echoed by fire
+
+
+_main = functools.wraps(bench_sample)(_main)  # --help shows bench_sample's arguments
 
 
 if __name__ == "__main__":
