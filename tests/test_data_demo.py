@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -65,3 +66,14 @@ def test_bench_loading_smoke(tmp_path):
     res = bench_loading(roots["kvasir_seg"], image_size=32, epochs=3, batch_size=2, num_workers=0)
     assert res["dataset"] == "kvasir_seg" and res["n_items"] == 5 and res["n_batches"] == 3
     assert res["decode_s_per_batch"] > 0 and res["cached_s_per_batch"] > 0 and res["cache_mb"] > 0
+
+
+def test_bench_loading_command_line_writes_json(tmp_path, capsys):
+    from dcl_cstp_ext.data.bench_loading import main
+
+    roots = make_demo_data(tmp_path, seed=0, **SMALL)
+    out = tmp_path / "res" / "loading.json"
+    main([str(roots["kvasir_seg"]), "--image-size", "32", "--epochs", "2", "--batch-size", "2", "--num-workers", "0",
+          "--json", str(out)])
+    res = json.loads(out.read_text())
+    assert res["n_items"] == 5 and res["environment"]["packages"]["torch"] and "wrote" in capsys.readouterr().out

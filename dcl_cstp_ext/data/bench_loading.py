@@ -1,7 +1,7 @@
 """Data-loading benchmark: seconds per batch when decoding (epoch 1) and from the cache (epochs >= 2),
 next to a ResNet-50 training step, so that loading can be compared with compute.
 
-Command line: ``python -m dcl_cstp_ext.data.bench_loading DATASET_DIR [--image-size 256] [--step]``.
+Command line: ``python -m dcl_cstp_ext.data.bench_loading DATASET_DIR [--image-size 256] [--step] [--json OUT]``.
 """
 
 from __future__ import annotations
@@ -124,9 +124,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--num-workers", type=int, default=2)
     p.add_argument("--step", action="store_true", help="also time a ResNet-50 training step")
+    p.add_argument("--json", default=None, help="also write the result (with the versions) to this JSON file")
     a = p.parse_args(argv)
     res = bench_loading(a.dataset_dir, a.image_size, a.epochs, a.batch_size, a.num_workers, a.dataset, a.step)
     print(json.dumps(res, indent=1))
+    if a.json:
+        from ..utils import environment_info
+
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps({**res, "environment": environment_info()}, indent=1, default=str))
+        print(f"wrote {a.json}")
 
 
 if __name__ == "__main__":
