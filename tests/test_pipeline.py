@@ -40,6 +40,26 @@ def test_stage_overrides_reach_their_stages_only(tmp_path, demo_data):
         _cfg(tmp_path, demo_data, overrides={"train": {}})
 
 
+def test_cpu_preset_sizes_synthesis_to_the_largest_ratio(tmp_path, demo_data):
+    """Without a preset count, stage 1 generates ceil(max ratio x training images / 0.5): curation keeps half."""
+    from dcl_cstp_ext.data import build_datalist
+
+    n_train = len(build_datalist("auto", demo_data["kvasir_seg"], seed=0)["training"])
+
+    def sample_stage(**kw):
+        cfg = PipelineConfig(task="kvasir_seg", data_root=str(demo_data["kvasir_seg"]), out=str(tmp_path / "r"),
+                             preset="cpu", **kw)
+        return next(st for st in plan(cfg) if st.name == "ldm/samples")
+
+    st = sample_stage(methods=("dcl_cstp_syn",), ratios=(0.1, 1.0))
+    assert st.overrides["num_samples"] == max(16, 2 * n_train)
+    assert st.overrides["sampler"] == "dpm_solver" and st.overrides["num_inference_steps"] == 20
+    assert sample_stage(methods=("dcl_cstp_syn",)).overrides["num_samples"] == max(16, n_train)  # ratio 0.5
+    assert sample_stage(methods=("dcl_cstp_syn",), overrides={"ldm": {"num_samples": 7}}).overrides["num_samples"] == 7
+    tiny = next(st for st in plan(_cfg(tmp_path, demo_data)) if st.name == "ldm/samples")
+    assert tiny.overrides["num_samples"] == 8  # a preset's own count stays
+
+
 @pytest.mark.slow
 def test_pipeline_end_to_end_report_and_resume(tmp_path, demo_data, monkeypatch):
     cfg = _cfg(tmp_path, demo_data, methods=("random", "dcl_cstp", "dcl_cstp_syn"))

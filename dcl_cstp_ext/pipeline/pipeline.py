@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,8 @@ logger = logging.getLogger("dcl_cstp.pipeline")
 #: initialisations the pipeline compares; "dcl_cstp_syn" is DCL-CsTP on real + synthetic images
 INITIALISATIONS = ("random", "simclr", "mocov2", "simsiam", "dcl_cstp", "dcl_cstp_syn")
 ABLATIONS = ("no_global", "no_local", "mlp_head", "plain_attention")
+#: the fraction of generated images curation keeps (``ldm_synthesis`` ``configs/curate.json``; the paper's 50%)
+KEEP_FRACTION = 0.5
 
 
 @dataclass
@@ -74,9 +77,30 @@ def _device(cfg: PipelineConfig) -> dict:
     return {"device": cfg.device} if cfg.device else {}
 
 
+def synthetic_ratios(cfg: PipelineConfig) -> list[float]:
+    """The synthetic ratios of the run's DCL-CsTP + synthetic pre-trainings (``--ratios`` and, with
+    ``dcl_cstp_syn``, ``--synthetic-ratio``)."""
+    return sorted(set(cfg.ratios) | ({cfg.synthetic_ratio} if "dcl_cstp_syn" in cfg.methods else set()))
+
+
+def synthesis_count(cfg: PipelineConfig, keep_fraction: float = KEEP_FRACTION) -> int:
+    """How many images stage 1 generates when the preset does not say: enough that curation, which keeps
+    ``keep_fraction`` of them, leaves the largest synthetic ratio asked for,
+    ``ceil(max ratio x training images / keep_fraction)`` (at least 16). Kvasir-SEG's 704 training images at ratio
+    0.5: 704 generated, 352 kept (the paper generated 880 and kept 440)."""
+    from ..data import build_datalist
+
+    ratio = max(synthetic_ratios(cfg), default=0.0)
+    n_train = len(build_datalist("auto", cfg.data_root, seed=0)["training"])
+    return max(16, math.ceil(ratio * n_train / keep_fraction))
+
+
 def ldm_stages(cfg: PipelineConfig, run: Path) -> tuple[list[BundleStage], Path]:
     """Autoencoder, diffusion, sampling and curation stages; returns them and the curated image folder."""
     spec, task = preset_spec(cfg.preset)["ldm"], task_spec(cfg.task)
+    sample = dict(spec.get("sample", {}))
+    if "num_samples" not in sample and "num_samples" not in cfg.overrides.get("ldm", {}):
+        sample["num_samples"] = synthesis_count(cfg)
     common = {"dataset_dir": cfg.data_root, "in_channels": task["in_channels"], **_device(cfg)}
     ae_dir, dm_dir = run / "ldm" / "autoencoder", run / "ldm" / "diffusion"
     sample_dir, curate_dir = run / "ldm" / "samples", run / "ldm" / "curation"
@@ -89,7 +113,7 @@ def ldm_stages(cfg: PipelineConfig, run: Path) -> tuple[list[BundleStage], Path]
                     ["train_autoencoder.json", "train_diffusion.json", *spec["configs"]], dm_dir,
                     {**common, "output_dir": str(dm_dir / "eval"), **spec.get("diffusion", {}), **user}),
         BundleStage("ldm/samples", "ldm_synthesis", ["inference.json", *spec["configs"]], sample_dir,
-                    {**common, "output_dir": str(sample_dir), **spec.get("sample", {}), **user}, "infer"),
+                    {**common, "output_dir": str(sample_dir), **sample, **user}, "infer"),
         BundleStage("ldm/curation", "ldm_synthesis", ["curate.json", *spec["configs"]], curate_dir,
                     {**common, "synthetic_dir": str(sample_dir), "output_dir": str(curate_dir),
                      "feature_encoder": str(run / "pretrain" / "dcl_cstp" / "models" / "encoder.pt"),
@@ -162,8 +186,7 @@ def plan(cfg: PipelineConfig) -> list[BundleStage]:
     if cfg.needs_synthetic:
         ldm, kept = ldm_stages(cfg, run)
         stages += ldm
-        ratios = sorted(set(cfg.ratios) | ({cfg.synthetic_ratio} if "dcl_cstp_syn" in cfg.methods else set()))
-        for r in ratios:
+        for r in synthetic_ratios(cfg):
             name = "dcl_cstp_syn" if r == cfg.synthetic_ratio else f"dcl_cstp_syn{r:g}"
             st = pretrain_stage(cfg, run, name, "dcl_cstp", synthetic=kept, ratio=r)
             stages.append(st)
