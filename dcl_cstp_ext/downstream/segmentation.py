@@ -9,8 +9,8 @@
   :func:`rank_zero_summary_writer` (TensorBoard on DDP rank 0 only);
 * export: :func:`scriptable_shortcuts` (TorchScript for MONAI's ResNet-18/34 backbones);
 * outputs: :class:`SegmentationReport` (evaluation: ``metrics_per_image.csv``, ``metrics.json``, worst- and
-  best-case pictures, :func:`save_cases_montage`) and :class:`SegmentationWriter` (inference: binary masks at each input's own size, PNG, or NIfTI
-  with the input's affine for NIfTI inputs, + overlays);
+  best-case pictures, :func:`save_cases_montage`) and :class:`SegmentationWriter` (inference: binary masks at
+  each input's own size, PNG, or NIfTI with the input's affine for NIfTI inputs, + overlays);
 * item lists: :func:`evaluation_items`, :func:`inference_datalist`.
 
 Per image, for a prediction P and a ground truth G (binary masks of one size):
