@@ -23,6 +23,26 @@ from monai.data import DataLoader, Dataset
 from dcl_cstp_ext.data import build_datalist, classification_preprocess
 from dcl_cstp_ext.engines.knn_monitor import extract_features, knn_predict
 from dcl_cstp_ext.networks import ResNetEncoder2D, load_encoder
+from dcl_cstp_ext.utils import environment_info
+
+
+def _encoders(encoders, backbone, in_channels, seed):
+    """``(name, encoder)`` for each comma-separated name: ``random`` (seeded initial weights) or an encoder export."""
+    for name in [e.strip() for e in encoders.split(",")] if isinstance(encoders, str) else list(encoders):
+        torch.manual_seed(seed)
+        enc = ResNetEncoder2D(backbone, in_channels)
+        if name != "random":
+            load_encoder(enc, name)
+        yield name, enc
+
+
+def _write(report: dict, json_path: str | None) -> dict:
+    """The report with the versions it was measured with, written to ``json_path`` if given."""
+    report = {**report, "environment": environment_info()}
+    if json_path:
+        with open(json_path, "w") as fh:
+            json.dump(report, fh, indent=2, default=str)
+    return report
 
 
 def _features(encoder, items, image_size, channels, batch_size=64):
@@ -44,11 +64,7 @@ def probe(dataset_dir: str, encoders: str = "random", image_sizes="64,128", back
     query_items = dl["validation"]
     num_classes = int(max(it["label"] for it in train)) + 1
     results = []
-    for name in [e.strip() for e in encoders.split(",")] if isinstance(encoders, str) else list(encoders):
-        torch.manual_seed(seed)
-        enc = ResNetEncoder2D(backbone, in_channels)
-        if name != "random":
-            load_encoder(enc, name)
+    for name, enc in _encoders(encoders, backbone, in_channels, seed):
         for size in sizes:
             t0 = time.perf_counter()
             fb, lb = _features(enc, bank_items, size, in_channels)
@@ -61,11 +77,8 @@ def probe(dataset_dir: str, encoders: str = "random", image_sizes="64,128", back
             print(row, flush=True)
             results.append(row)
     majority = float(np.bincount([it["label"] for it in query_items]).max() / len(query_items))
-    report = {"dataset_dir": dataset_dir, "backbone": backbone, "majority_class_accuracy": majority, "results": results}
-    if json_path:
-        with open(json_path, "w") as fh:
-            json.dump(report, fh, indent=2)
-    return report
+    return _write({"dataset_dir": dataset_dir, "backbone": backbone, "majority_class_accuracy": majority,
+                   "results": results}, json_path)
 
 
 def _probe_segmentation(dl, encoders, sizes, backbone, in_channels, seed, json_path, dataset_dir):
@@ -74,11 +87,7 @@ def _probe_segmentation(dl, encoders, sizes, backbone, in_channels, seed, json_p
     from dcl_cstp_ext.engines import build_knn_monitor
 
     results = []
-    for name in [e.strip() for e in encoders.split(",")] if isinstance(encoders, str) else list(encoders):
-        torch.manual_seed(seed)
-        enc = ResNetEncoder2D(backbone, in_channels)
-        if name != "random":
-            load_encoder(enc, name)
+    for name, enc in _encoders(encoders, backbone, in_channels, seed):
         for size in sizes:
             monitor = build_knn_monitor(enc, dl, size, in_channels, max_bank=len(dl["training"]),
                                         max_query=len(dl["validation"]), seed=seed)
@@ -87,11 +96,8 @@ def _probe_segmentation(dl, encoders, sizes, backbone, in_channels, seed, json_p
                    "majority_class_accuracy": engine.state.metrics["knn_chance"]}
             print(row, flush=True)
             results.append(row)
-    report = {"dataset_dir": dataset_dir, "backbone": backbone, "labels": "lesion-size tertiles", "results": results}
-    if json_path:
-        with open(json_path, "w") as fh:
-            json.dump(report, fh, indent=2)
-    return report
+    return _write({"dataset_dir": dataset_dir, "backbone": backbone, "labels": "lesion-size tertiles",
+                   "results": results}, json_path)
 
 
 if __name__ == "__main__":
