@@ -115,3 +115,23 @@ def test_pipeline_end_to_end_report_and_resume(tmp_path, demo_data, monkeypatch)
     assert (run / "pretrain" / "dcl_cstp" / "models" / "encoder.pt").is_file()
     assert (run / "ldm" / "models" / "autoencoder.pt").is_file() and (run / "ldm" / "models" / "model.pt").is_file()
     assert (run / "finetune" / "dcl_cstp" / "lf1" / "seed0" / "models" / "model.pt").is_file()
+
+
+def test_report_header_lists_every_finished_run_not_only_the_last_command(tmp_path):
+    from dcl_cstp_ext.pipeline.report import write_report
+
+    run = tmp_path / "run"
+    for init, fraction, seed, dice in [("random", "1", 0, 0.6), ("random", "0.1", 1, 0.4), ("dcl_cstp", "0.1", 0, 0.5),
+                                       ("dcl_cstp", "0.1", 1, 0.45)]:
+        out = run / "finetune" / init / f"lf{fraction}" / f"seed{seed}" / "evaluate"
+        out.mkdir(parents=True)
+        (out / "metrics.json").write_text(json.dumps({"dice": {"mean": dice}}))
+    # the last command asked only for dcl_cstp, 10% of the labels, seed 1
+    (run / "pipeline.json").write_text(json.dumps({
+        "task": "kvasir_seg", "preset": "cpu", "data_root": "data", "methods": ["dcl_cstp"], "synthetic_ratio": 0.5,
+        "label_fractions": [0.1], "seeds": [1]}))
+    text = write_report(run).read_text()
+    header = text.split("## Results")[0]
+    assert "initialisations random, dcl_cstp; label fractions 1, 0.1; seeds 0, 1." in header
+    assert "The last command asked for initialisations dcl_cstp" in header
+    assert "| dcl_cstp | 2 | 47.50 ± 3.54 |" in text  # both seeds of the 10% table, whichever command ran them

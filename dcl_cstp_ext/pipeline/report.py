@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["write_report", "collect_results", "PAPER_RESULTS"]
+__all__ = ["write_report", "collect_results", "finished_runs", "PAPER_RESULTS"]
 
 logger = logging.getLogger("dcl_cstp.pipeline")
 
@@ -91,6 +91,16 @@ def collect_results(run: Path, kind: str) -> dict:
             if value is not None:
                 row.setdefault(name, []).append(value)
     return out
+
+
+def finished_runs(run: Path) -> dict[str, list[str]]:
+    """The initialisations, label fractions and seeds of every evaluated fine-tuning under ``run``, sorted."""
+    paths = list(run.glob("finetune/*/lf*/seed*/evaluate/metrics.json"))
+    return {
+        "inits": sorted({p.parts[-5] for p in paths}, key=_init_order),
+        "fractions": sorted({p.parts[-4].removeprefix("lf") for p in paths}, key=float, reverse=True),
+        "seeds": sorted({p.parts[-3].removeprefix("seed") for p in paths}, key=int),
+    }
 
 
 def _init_order(init: str) -> tuple[int, str]:
@@ -334,8 +344,12 @@ def write_report(run: str | Path) -> Path:
     doc = _Doc(run)
 
     doc.h(1, f"DCL-CsTP pipeline report: {task}")
-    doc.p(f"Preset `{cfg['preset']}`, data `{cfg['data_root']}`, initialisations {', '.join(cfg['methods'])}, "
-          f"synthetic ratio {cfg['synthetic_ratio']}, label fractions {cfg['label_fractions']}, seeds {cfg['seeds']}.")
+    found = finished_runs(run)
+    doc.p(f"Preset `{cfg['preset']}`, data `{cfg['data_root']}`. This report reads every finished fine-tuning in "
+          f"this folder, whichever command made it: initialisations {', '.join(found['inits']) or 'none'}; "
+          f"label fractions {', '.join(found['fractions']) or 'none'}; seeds {', '.join(found['seeds']) or 'none'}. "
+          f"The last command asked for initialisations {', '.join(cfg['methods'])}, synthetic ratio "
+          f"{cfg['synthetic_ratio']}, label fractions {cfg['label_fractions']}, seeds {cfg['seeds']}.")
     versions = info.get("packages", {})
     doc.p("Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v)
           + f"; Python {info.get('python', '?')}; {info.get('platform', '?')}; "
