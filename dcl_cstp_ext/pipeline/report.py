@@ -174,12 +174,18 @@ def _plot_finetune_curves(run: Path, fig_dir: Path) -> Path | None:
         return None
     val_keys = sorted({k for rows in val_curves.values() for r in rows for k in r if k.startswith("val_")})
     fig, axes = plt.subplots(1, 1 + bool(val_keys), figsize=(6 + 6 * bool(val_keys), 4), squeeze=False)
+    # one colour per initialisation and label fraction, one line style per seed: the comparison reads at a glance
+    groups = sorted({name.rsplit(" ", 1)[0] for name in curves}, key=lambda g: (_init_order(g.split()[0]), g))
+    seeds = sorted({name.rsplit(" ", 1)[1] for name in curves})
     for name, rows in curves.items():
-        axes[0, 0].plot([r["epoch"] for r in rows], [r.get("train_loss", math.nan) for r in rows], label=name)
+        group, seed = name.rsplit(" ", 1)
+        style = {"color": plt.get_cmap("tab10")(groups.index(group) % 10),
+                 "linestyle": ("-", "--", ":", "-.")[seeds.index(seed) % 4], "label": name}
+        axes[0, 0].plot([r["epoch"] for r in rows], [r.get("train_loss", math.nan) for r in rows], **style)
         if val_keys:
             pts = [(r["epoch"], r[val_keys[0]]) for r in val_curves[name] if val_keys[0] in r]
             if pts:
-                axes[0, 1].plot(*zip(*pts), marker="o", label=name)
+                axes[0, 1].plot(*zip(*pts), marker="o", markersize=4, **style)
     axes[0, 0].set_title("fine-tuning loss")
     if val_keys:
         axes[0, 1].set_title(f"validation {val_keys[0].removeprefix('val_')}")
