@@ -79,11 +79,17 @@ def _find_metric(metrics: dict, keys: tuple[str, ...]) -> float | None:
     return None
 
 
+def _evaluations(run: Path) -> list[tuple[str, str, str, Path]]:
+    """``(init, fraction, seed, metrics.json)`` of every evaluated fine-tuning,
+    ``finetune/<init>/lf<fraction>/seed<seed>/evaluate/metrics.json``."""
+    return [(p.parts[-5], p.parts[-4].removeprefix("lf"), p.parts[-3].removeprefix("seed"), p)
+            for p in sorted(run.glob("finetune/*/lf*/seed*/evaluate/metrics.json"))]
+
+
 def collect_results(run: Path, kind: str) -> dict:
     """``{init: {fraction: {metric: [value per seed]}}}`` from ``finetune/*/lf*/seed*/evaluate/metrics.json``."""
     out: dict = {}
-    for path in sorted(run.glob("finetune/*/lf*/seed*/evaluate/metrics.json")):
-        init, fraction = path.parts[-5], path.parts[-4].removeprefix("lf")
+    for init, fraction, _, path in _evaluations(run):
         metrics = json.loads(path.read_text())
         row = out.setdefault(init, {}).setdefault(fraction, {})
         for name, keys, _ in METRICS[kind]:
@@ -95,11 +101,11 @@ def collect_results(run: Path, kind: str) -> dict:
 
 def finished_runs(run: Path) -> dict[str, list[str]]:
     """The initialisations, label fractions and seeds of every evaluated fine-tuning under ``run``, sorted."""
-    paths = list(run.glob("finetune/*/lf*/seed*/evaluate/metrics.json"))
+    found = _evaluations(run)
     return {
-        "inits": sorted({p.parts[-5] for p in paths}, key=_init_order),
-        "fractions": sorted({p.parts[-4].removeprefix("lf") for p in paths}, key=float, reverse=True),
-        "seeds": sorted({p.parts[-3].removeprefix("seed") for p in paths}, key=int),
+        "inits": sorted({e[0] for e in found}, key=_init_order),
+        "fractions": sorted({e[1] for e in found}, key=float, reverse=True),
+        "seeds": sorted({e[2] for e in found}, key=int),
     }
 
 
