@@ -87,7 +87,9 @@ class CLI:
         {"datalist_kwargs": {"num_classes": 3}}}': bundle overrides per stage kind (ldm, pretrain, finetune) after the
         preset's (a JSON string or file); --keep-checkpoints: keep finished stages' resume checkpoints (by default
         only their exported weights stay). Re-running the same command skips finished stages and
-        resumes an interrupted one.
+        resumes an interrupted one. The same command started more than once on one --out (say once per GPU,
+        with --device cuda:0, cuda:1) shares the stages: each runs a stage no other process holds, and waits
+        for the stages it needs.
         """
         from .pipeline import PipelineConfig, run_pipeline
 

@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..utils import record_run
+from .lock import stage_lock, wait_for_stage
 from .presets import preset_spec, task_spec
-from .runner import BundleStage, run_stage
+from .runner import BundleStage, StageBusy, run_stage
 
-__all__ = ["PipelineConfig", "run_pipeline", "INITIALISATIONS"]
+__all__ = ["PipelineConfig", "run_pipeline", "run_stages", "INITIALISATIONS"]
 
 logger = logging.getLogger("dcl_cstp.pipeline")
 
@@ -111,13 +112,14 @@ def ldm_stages(cfg: PipelineConfig, run: Path) -> tuple[list[BundleStage], Path]
                     {**common, "output_dir": str(ae_dir / "eval"), **spec.get("autoencoder", {}), **user}),
         BundleStage("ldm/diffusion", "ldm_synthesis",
                     ["train_autoencoder.json", "train_diffusion.json", *spec["configs"]], dm_dir,
-                    {**common, "output_dir": str(dm_dir / "eval"), **spec.get("diffusion", {}), **user}),
+                    {**common, "output_dir": str(dm_dir / "eval"), **spec.get("diffusion", {}), **user},
+                    needs=("ldm/autoencoder",)),
         BundleStage("ldm/samples", "ldm_synthesis", ["inference.json", *spec["configs"]], sample_dir,
-                    {**common, "output_dir": str(sample_dir), **sample, **user}, "infer"),
+                    {**common, "output_dir": str(sample_dir), **sample, **user}, "infer", needs=("ldm/diffusion",)),
         BundleStage("ldm/curation", "ldm_synthesis", ["curate.json", *spec["configs"]], curate_dir,
                     {**common, "synthetic_dir": str(sample_dir), "output_dir": str(curate_dir),
                      "feature_encoder": str(run / "pretrain" / "dcl_cstp" / "models" / "encoder.pt"),
-                     **spec.get("curate", {}), **user}, "infer"),
+                     **spec.get("curate", {}), **user}, "infer", needs=("ldm/samples", "pretrain/dcl_cstp")),
     ]
     return stages, curate_dir / "curated"
 
@@ -137,9 +139,12 @@ def pretrain_stage(cfg: PipelineConfig, run: Path, name: str, method: str, synth
         **spec.get("overrides", {}),
         **cfg.overrides.get("pretrain", {}),
     }
+    needs: tuple[str, ...] = ()
     if synthetic is not None:
         overrides.update(synthetic_dir=str(synthetic), synthetic_ratio=ratio)
-    return BundleStage(f"pretrain/{name}", "dcl_pretrain", ["train.json", *spec["configs"]], workdir, overrides)
+        needs = ("ldm/curation",)
+    return BundleStage(f"pretrain/{name}", "dcl_pretrain", ["train.json", *spec["configs"]], workdir, overrides,
+                       needs=needs)
 
 
 def finetune_stages(cfg: PipelineConfig, run: Path, init: str, encoder: Path | None, fraction: float,
@@ -161,11 +166,13 @@ def finetune_stages(cfg: PipelineConfig, run: Path, init: str, encoder: Path | N
     }
     configs = ["train.json", *spec["configs"]]
     evaluate = {**overrides, "output_dir": str(workdir / "evaluate")}
+    train = f"finetune/{init}/lf{fraction:g}/seed{seed}/train"
     return [
-        BundleStage(f"finetune/{init}/lf{fraction:g}/seed{seed}/train", task["bundle"], configs, workdir / "train",
-                    overrides),
+        BundleStage(train, task["bundle"], configs, workdir / "train", overrides,
+                    needs=(f"pretrain/{init}",) if encoder else ()),
         BundleStage(f"finetune/{init}/lf{fraction:g}/seed{seed}/evaluate", task["bundle"],
-                    ["train.json", "evaluate.json", *spec["configs"]], workdir / "evaluate", evaluate, "eval"),
+                    ["train.json", "evaluate.json", *spec["configs"]], workdir / "evaluate", evaluate, "eval",
+                    needs=(train,)),
     ]
 
 
@@ -218,8 +225,51 @@ def _missing_input(stage: BundleStage) -> str | None:
     return None
 
 
+def run_stages(stages: list[BundleStage], keep_checkpoints: bool = False) -> dict[str, str]:
+    """Run (or skip as done) ``stages`` in plan order; returns the stages that could not run, with why.
+
+    A stage that another process is running (:class:`StageBusy`) is put off, and so is every stage that needs it:
+    this process goes on with the others and comes back to them, and where nothing else is left it waits until
+    the other process lets go of the first of them. So several pipelines started on one run folder (one per GPU,
+    say) share its stages, and none runs a stage twice.
+    """
+    pending, skipped, told = list(stages), {}, set()
+    while pending:
+        ran, busy, put_off = False, [], set()  # busy: held by another process; put_off: those and what needs them
+        for stage in list(pending):
+            lost = next((n for n in stage.needs if n in skipped), None)
+            reason = f"it needs {lost}, which was skipped" if lost else None
+            if reason is None and any(n in put_off for n in stage.needs):
+                put_off.add(stage.name)
+                continue
+            reason = reason or _missing_input(stage)
+            if reason:
+                skipped[stage.name] = reason
+                logger.warning(f"[skip] {stage.name}: {reason}")
+            else:
+                logger.info(f"stage {len(stages) - len(pending) + 1}/{len(stages)}")
+                try:
+                    run_stage(stage, keep_checkpoints=keep_checkpoints)
+                except StageBusy as err:
+                    busy.append(stage)
+                    put_off.add(stage.name)
+                    if stage.name not in told:
+                        told.add(stage.name)
+                        logger.info(f"[busy] {stage.name}: {err}; going on with the stages that do not need it")
+                    continue
+                ran = True
+            pending.remove(stage)
+        if pending and not ran:
+            logger.info(f"waiting for {busy[0].name} (run by another process)")
+            wait_for_stage(busy[0].workdir)
+    return skipped
+
+
 def run_pipeline(cfg: PipelineConfig, report: bool = True) -> Path:
-    """Run (or resume) every stage of :func:`plan`, then write the report. Returns the report path."""
+    """Run (or resume) every stage of :func:`plan`, then write the report. Returns the report path.
+
+    Several processes may run the same command on one ``--out`` folder: they share the stages (:func:`run_stages`).
+    """
     run = Path(cfg.out)
     run.mkdir(parents=True, exist_ok=True)
     (run / "pipeline.json").write_text(json.dumps(cfg.__dict__, indent=2, default=str))
@@ -227,19 +277,12 @@ def run_pipeline(cfg: PipelineConfig, report: bool = True) -> Path:
     start = time.perf_counter()
     stages = plan(cfg)
     logger.info(f"{len(stages)} stages for {cfg.task} ({cfg.preset} preset) in {run}")
-    skipped: dict[str, str] = {}
-    for i, stage in enumerate(stages, 1):
-        logger.info(f"stage {i}/{len(stages)}")
-        reason = _missing_input(stage)
-        if reason:
-            skipped[stage.name] = reason
-            logger.warning(f"[skip] {stage.name}: {reason}")
-            continue
-        run_stage(stage, keep_checkpoints=cfg.keep_checkpoints)
+    skipped = run_stages(stages, keep_checkpoints=cfg.keep_checkpoints)
     (run / "skipped.json").write_text(json.dumps(skipped, indent=2))
     logger.info(f"all stages done in {time.perf_counter() - start:.0f}s")
     if not report:
         return run
     from .report import write_report
 
-    return write_report(run)
+    with stage_lock(run, blocking=True):  # one report writer at a time when several processes share the run
+        return write_report(run)

@@ -2,7 +2,8 @@
 
 A stage is finished when ``<workdir>/DONE.json`` exists: a re-run skips it. An interrupted stage has no marker and
 runs again; the bundles' own :class:`~dcl_cstp_ext.engines.ResumableCheckpoint` (its ``ckpt_dir`` lies in the
-stage folder) makes it continue where it stopped.
+stage folder) makes it continue where it stopped. A running stage holds its folder's lock
+(:func:`~dcl_cstp_ext.pipeline.lock.stage_lock`): another process asking for it gets :class:`StageBusy`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["BundleStage", "bundles_dir", "run_stage", "stage_done"]
+from .lock import StageBusy, stage_lock
+
+__all__ = ["BundleStage", "StageBusy", "bundles_dir", "run_stage", "stage_done"]
 
 logger = logging.getLogger("dcl_cstp.pipeline")
 
@@ -40,6 +43,8 @@ class BundleStage:
     workdir: Path
     overrides: dict = field(default_factory=dict)
     workflow_type: str = "train"
+    #: names of the stages whose outputs this one reads (they come earlier in the plan)
+    needs: tuple[str, ...] = ()
 
 
 def stage_done(stage: BundleStage) -> dict | None:
@@ -67,17 +72,24 @@ def run_stage(stage: BundleStage, force: bool = False, keep_checkpoints: bool = 
     configs, overrides) into ``stage.workdir``. Once the stage is done, its resume checkpoints (``*checkpoint*.pt``
     in its ``ckpt_dir``: weights, momentum copies and optimiser state, 2-3x the exported weights) are removed
     unless ``keep_checkpoints``: a finished stage never resumes, and the exported weights (``model.pt``,
-    ``encoder.pt``, ``autoencoder.pt``) stay.
+    ``encoder.pt``, ``autoencoder.pt``) stay. Raises :class:`StageBusy` if another process is running the stage.
     """
+    workdir = Path(stage.workdir)
+    done = None if force else stage_done(stage)
+    if done is None:
+        with stage_lock(workdir):
+            done = None if force else stage_done(stage)  # another process may have finished it meanwhile
+            if done is None:
+                return _run_locked(stage, workdir, keep_checkpoints)
+    logger.info(f"[skip] {stage.name}: done in {done['seconds']:.0f}s ({workdir / 'DONE.json'})")
+    return done
+
+
+def _run_locked(stage: BundleStage, workdir: Path, keep_checkpoints: bool) -> dict:
     from monai.bundle import ConfigParser, ConfigWorkflow
 
     from ..utils import environment_info
 
-    workdir = Path(stage.workdir)
-    done = stage_done(stage)
-    if done is not None and not force:
-        logger.info(f"[skip] {stage.name}: done in {done['seconds']:.0f}s ({workdir / 'DONE.json'})")
-        return done
     workdir.mkdir(parents=True, exist_ok=True)
     root = bundles_dir() / stage.bundle
     files = [str(root / "configs" / c) for c in stage.configs]
@@ -106,7 +118,9 @@ def run_stage(stage: BundleStage, force: bool = False, keep_checkpoints: bool = 
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "environment": environment_info(),
     }
-    (workdir / "DONE.json").write_text(json.dumps(record, indent=2, default=str))
+    tmp = workdir / "DONE.json.part"
+    tmp.write_text(json.dumps(record, indent=2, default=str))
+    os.replace(tmp, workdir / "DONE.json")  # a crash never leaves a half-written marker
     logger.info(f"[done] {stage.name} in {record['seconds']:.0f}s")
     ckpt_dir = stage.overrides.get("ckpt_dir")
     if ckpt_dir and not keep_checkpoints and stage.workflow_type == "train":
