@@ -271,18 +271,18 @@ def run_pipeline(cfg: PipelineConfig, report: bool = True) -> Path:
     Several processes may run the same command on one ``--out`` folder: they share the stages (:func:`run_stages`).
     """
     run = Path(cfg.out)
-    run.mkdir(parents=True, exist_ok=True)
-    (run / "pipeline.json").write_text(json.dumps(cfg.__dict__, indent=2, default=str))
-    record_run(str(run), name="run_info.json", pipeline=cfg.__dict__)
+    with stage_lock(run, blocking=True):  # the run's own files: one writer at a time when processes share the run
+        (run / "pipeline.json").write_text(json.dumps(cfg.__dict__, indent=2, default=str))
+        record_run(str(run), name="run_info.json", pipeline=cfg.__dict__)
     start = time.perf_counter()
     stages = plan(cfg)
     logger.info(f"{len(stages)} stages for {cfg.task} ({cfg.preset} preset) in {run}")
     skipped = run_stages(stages, keep_checkpoints=cfg.keep_checkpoints)
-    (run / "skipped.json").write_text(json.dumps(skipped, indent=2))
     logger.info(f"all stages done in {time.perf_counter() - start:.0f}s")
-    if not report:
-        return run
-    from .report import write_report
+    with stage_lock(run, blocking=True):
+        (run / "skipped.json").write_text(json.dumps(skipped, indent=2))
+        if not report:
+            return run
+        from .report import write_report
 
-    with stage_lock(run, blocking=True):  # one report writer at a time when several processes share the run
         return write_report(run)
