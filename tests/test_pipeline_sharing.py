@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import threading
@@ -74,7 +73,7 @@ def test_two_pipelines_on_one_folder_share_the_stages_and_respect_their_order(tm
         time.sleep(0.3)
         with lock:
             log.append((stage.name, threading.current_thread().name, start, time.monotonic()))
-        (workdir / "DONE.json").write_text(json.dumps({"seconds": 0.3}))
+        runner.write_done(workdir, {"seconds": 0.3})  # the real marker writer: the other worker reads it meanwhile
         return {"seconds": 0.3}
 
     monkeypatch.setattr(runner, "_run_locked", fake_run)

@@ -85,6 +85,13 @@ def run_stage(stage: BundleStage, force: bool = False, keep_checkpoints: bool = 
     return done
 
 
+def write_done(workdir: Path, record: dict) -> None:
+    """Write the ``DONE.json`` marker atomically: a reader (another process, a crash) never sees half of it."""
+    tmp = Path(workdir) / "DONE.json.part"
+    tmp.write_text(json.dumps(record, indent=2, default=str))
+    os.replace(tmp, Path(workdir) / "DONE.json")
+
+
 def _run_locked(stage: BundleStage, workdir: Path, keep_checkpoints: bool) -> dict:
     from monai.bundle import ConfigParser, ConfigWorkflow
 
@@ -118,9 +125,7 @@ def _run_locked(stage: BundleStage, workdir: Path, keep_checkpoints: bool) -> di
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "environment": environment_info(),
     }
-    tmp = workdir / "DONE.json.part"
-    tmp.write_text(json.dumps(record, indent=2, default=str))
-    os.replace(tmp, workdir / "DONE.json")  # a crash never leaves a half-written marker
+    write_done(workdir, record)
     logger.info(f"[done] {stage.name} in {record['seconds']:.0f}s")
     ckpt_dir = stage.overrides.get("ckpt_dir")
     if ckpt_dir and not keep_checkpoints and stage.workflow_type == "train":
