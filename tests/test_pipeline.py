@@ -26,7 +26,7 @@ def test_plan_orders_stages_and_validates_options(tmp_path, demo_data):
 
 
 def test_stage_overrides_reach_their_stages_only(tmp_path, demo_data):
-    overrides = {"pretrain": {"max_epochs": 3}, "finetune": {"datalist_kwargs": {"num_classes": 3}},
+    overrides = {"pretrain": {"max_epochs": 3}, "finetune": {"max_epochs": 2, "datalist_kwargs": {"num_classes": 3}},
                  "ldm": {"num_workers": 1}}
     stages = plan(_cfg(tmp_path, demo_data, methods=("random", "dcl_cstp", "dcl_cstp_syn"), overrides=overrides))
     for st in stages:
@@ -35,7 +35,9 @@ def test_stage_overrides_reach_their_stages_only(tmp_path, demo_data):
             assert st.overrides[key] == value, (st.name, key)
     assert stages[-1].overrides["datalist_kwargs"] == {"num_classes": 3}  # the evaluate stage too
     pre = next(st for st in stages if st.name == "pretrain/dcl_cstp")
-    assert "datalist_kwargs" not in pre.overrides
+    assert pre.overrides["max_epochs"] == 3  # not the finetune block's 2
+    # the data options are the run's split's: every stage gets them (tests/test_pipeline_split.py)
+    assert pre.overrides["datalist_kwargs"] == {"num_classes": 3}
     with pytest.raises(ValueError, match="overrides"):
         _cfg(tmp_path, demo_data, overrides={"train": {}})
 

@@ -84,6 +84,40 @@ def synthetic_ratios(cfg: PipelineConfig) -> list[float]:
     return sorted(set(cfg.ratios) | ({cfg.synthetic_ratio} if "dcl_cstp_syn" in cfg.methods else set()))
 
 
+def split_file(cfg: PipelineConfig) -> Path:
+    """``RUN_DIR/splits/<task>.json``: the run's one training / validation split, read by every stage."""
+    return Path(cfg.out) / "splits" / f"{cfg.task}.json"
+
+
+def datalist_kwargs(cfg: PipelineConfig) -> dict:
+    """The data set's options of the run's split (e.g. the pediatric chest X-rays' ``num_classes``): the
+    ``finetune`` block's ``datalist_kwargs``, else the ``pretrain`` block's, else none."""
+    for kind in ("finetune", "pretrain"):
+        kwargs = cfg.overrides.get(kind, {}).get("datalist_kwargs")
+        if kwargs is not None:
+            return dict(kwargs)
+    return {}
+
+
+def write_split(cfg: PipelineConfig) -> dict:
+    """Write the run's split unless it exists, and return it: :func:`split_file`, seed 0, the downstream bundle's
+    data options (``TASKS[task]["split"]``) and :func:`datalist_kwargs`.
+
+    Every stage reads this one file, so stage 1, the pre-trainings and the fine-tunings train on the same images
+    and none sees a validation image. (Letting each stage split for itself went wrong as soon as the stages' data
+    options differed: stage 1 split the pediatric chest X-rays by 2 classes, the fine-tuning by 3.)"""
+    from ..data import build_datalist
+
+    options = {**task_spec(cfg.task)["split"], **datalist_kwargs(cfg)}
+    return build_datalist("auto", cfg.data_root, seed=0, split_file=split_file(cfg), **options)
+
+
+def _split(cfg: PipelineConfig) -> dict:
+    """The overrides that point a stage at the run's split (and, where set, at its data options)."""
+    kwargs = datalist_kwargs(cfg)
+    return {"split_file": str(split_file(cfg)), **({"datalist_kwargs": kwargs} if kwargs else {})}
+
+
 def synthesis_count(cfg: PipelineConfig, keep_fraction: float = KEEP_FRACTION) -> int:
     """How many images stage 1 generates when the preset does not say: enough that curation, which keeps
     ``keep_fraction`` of them, leaves the largest synthetic ratio asked for,
@@ -92,7 +126,9 @@ def synthesis_count(cfg: PipelineConfig, keep_fraction: float = KEEP_FRACTION) -
     from ..data import build_datalist
 
     ratio = max(synthetic_ratios(cfg), default=0.0)
-    n_train = len(build_datalist("auto", cfg.data_root, seed=0)["training"])
+    split = split_file(cfg)
+    kwargs = datalist_kwargs(cfg)
+    n_train = len(build_datalist("auto", cfg.data_root, split_file=split if split.is_file() else None, **kwargs)["training"])
     return max(16, math.ceil(ratio * n_train / keep_fraction))
 
 
@@ -102,7 +138,7 @@ def ldm_stages(cfg: PipelineConfig, run: Path) -> tuple[list[BundleStage], Path]
     sample = dict(spec.get("sample", {}))
     if "num_samples" not in sample and "num_samples" not in cfg.overrides.get("ldm", {}):
         sample["num_samples"] = synthesis_count(cfg)
-    common = {"dataset_dir": cfg.data_root, "in_channels": task["in_channels"], **_device(cfg)}
+    common = {"dataset_dir": cfg.data_root, "in_channels": task["in_channels"], **_split(cfg), **_device(cfg)}
     ae_dir, dm_dir = run / "ldm" / "autoencoder", run / "ldm" / "diffusion"
     sample_dir, curate_dir = run / "ldm" / "samples", run / "ldm" / "curation"
     common["ckpt_dir"] = str(run / "ldm" / "models")  # autoencoder.pt and the diffusion model.pt
@@ -135,6 +171,7 @@ def pretrain_stage(cfg: PipelineConfig, run: Path, name: str, method: str, synth
         "method": method,
         "in_channels": task["in_channels"],
         "queue_size": spec.get("queue_size", task["queue_size"]),
+        **_split(cfg),
         **_device(cfg),
         **spec.get("overrides", {}),
         **cfg.overrides.get("pretrain", {}),
@@ -155,11 +192,11 @@ def finetune_stages(cfg: PipelineConfig, run: Path, init: str, encoder: Path | N
         "dataset_dir": cfg.data_root,
         "output_dir": str(workdir / "train"),
         "ckpt_dir": str(workdir / "models"),
-        "split_file": str(run / "splits" / f"{cfg.task}.json"),  # one validation split for every run
         "in_channels": task["in_channels"],
         "pretrained_encoder": str(encoder) if encoder else None,
         "label_fraction": fraction,
         "seed": seed,
+        **_split(cfg),
         **_device(cfg),
         **spec.get("overrides", {}),
         **cfg.overrides.get("finetune", {}),
@@ -274,6 +311,7 @@ def run_pipeline(cfg: PipelineConfig, report: bool = True) -> Path:
     with stage_lock(run, blocking=True):  # the run's own files: one writer at a time when processes share the run
         (run / "pipeline.json").write_text(json.dumps(cfg.__dict__, indent=2, default=str))
         record_run(str(run), name="run_info.json", pipeline=cfg.__dict__)
+        write_split(cfg)
     start = time.perf_counter()
     stages = plan(cfg)
     logger.info(f"{len(stages)} stages for {cfg.task} ({cfg.preset} preset) in {run}")

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 __all__ = ["TASKS", "PRESETS", "task_spec", "preset_spec"]
 
-#: task -> downstream bundle, image channels, memory-bank size (METHOD.md: 4096 classification, 512 segmentation)
+#: task -> downstream bundle, image channels, memory-bank size (METHOD.md: 4096 classification, 512 segmentation),
+#: and the data options of the downstream bundle's split (its ``configs/train.json``), with which the pipeline
+#: writes the run's one split
 TASKS: dict[str, dict] = {
-    "pneumonia_cls": {"bundle": "pneumonia_cls", "in_channels": 1, "queue_size": 4096, "kind": "classification"},
-    "isic_seg": {"bundle": "isic_seg", "in_channels": 3, "queue_size": 512, "kind": "segmentation"},
-    "kvasir_seg": {"bundle": "kvasir_seg", "in_channels": 3, "queue_size": 512, "kind": "segmentation"},
+    "pneumonia_cls": {"bundle": "pneumonia_cls", "in_channels": 1, "queue_size": 4096, "kind": "classification",
+                      "split": {}},
+    "isic_seg": {"bundle": "isic_seg", "in_channels": 3, "queue_size": 512, "kind": "segmentation",
+                 "split": {"val_fraction": 0.2, "official_val_as_test": True}},
+    "kvasir_seg": {"bundle": "kvasir_seg", "in_channels": 3, "queue_size": 512, "kind": "segmentation",
+                   "split": {"val_fraction": 0.2, "official_val_as_test": True}},
 }
 
 #: preset -> per stage: bundle config overlays (after the stage's own config) and overrides

@@ -210,7 +210,8 @@ def _embedding_plot(run: Path, fig_dir: Path, max_per_source: int = 300) -> Path
     encoder_path = run / "pretrain" / "dcl_cstp" / "models" / "encoder.pt"
     kept_dir = run / "ldm" / "curation" / "curated"
     info_path = encoder_path.with_suffix(".json")
-    split = next(iter(sorted(run.glob("pretrain/dcl_cstp/eval/datalist.json"))), None)
+    # the run's split (older runs: the copy the pre-training wrote)
+    split = next(iter([*sorted(run.glob("splits/*.json")), *run.glob("pretrain/dcl_cstp/eval/datalist.json")]), None)
     if not (encoder_path.is_file() and kept_dir.is_dir() and info_path.is_file() and split):
         return None
     if not any(p.suffix.lower() in (".png", ".jpg", ".jpeg") for p in kept_dir.iterdir()):
