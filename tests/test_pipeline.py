@@ -137,3 +137,20 @@ def test_report_header_lists_every_finished_run_not_only_the_last_command(tmp_pa
     assert "initialisations random, dcl_cstp; label fractions 1, 0.1; seeds 0, 1." in header
     assert "The last command asked for initialisations dcl_cstp" in header
     assert "| dcl_cstp | 2 | 47.50 ± 3.54 |" in text  # both seeds of the 10% table, whichever command ran them
+
+
+def test_synthetic_only_pretrains_on_the_kept_synthetic_images_alone(tmp_path, demo_data):
+    """``dcl_cstp_synonly``: the ratio table's "synthetic only" row, its own pre-training and fine-tunings."""
+    from dcl_cstp_ext.data import build_datalist
+
+    cfg = PipelineConfig(task="kvasir_seg", data_root=str(demo_data["kvasir_seg"]), out=str(tmp_path / "r"),
+                         preset="cpu", methods=("random", "dcl_cstp_synonly"))
+    stages = {st.name: st for st in plan(cfg)}
+    only = stages["pretrain/dcl_cstp_synonly"]
+    assert only.overrides["synthetic_only"] is True and only.needs == ("ldm/curation",)
+    assert only.overrides["synthetic_dir"].endswith("ldm/curation/curated") and only.overrides["method"] == "dcl_cstp"
+    assert "synthetic_only" not in stages["pretrain/dcl_cstp"].overrides  # the curation's feature encoder
+    assert stages["finetune/dcl_cstp_synonly/lf1/seed0/train"].needs == ("pretrain/dcl_cstp_synonly",)
+    n_train = len(build_datalist("auto", demo_data["kvasir_seg"], seed=0)["training"])
+    assert stages["ldm/samples"].overrides["num_samples"] == max(16, 2 * n_train)  # kept: as many as real images
+    assert "dcl_cstp_synonly" not in [st.name.split("/")[1] for st in plan(_cfg(tmp_path, demo_data))]  # opt-in

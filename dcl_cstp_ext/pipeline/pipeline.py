@@ -32,6 +32,8 @@ logger = logging.getLogger("dcl_cstp.pipeline")
 #: initialisations the pipeline compares; "dcl_cstp_syn" is DCL-CsTP on real + synthetic images
 INITIALISATIONS = ("random", "simclr", "mocov2", "simsiam", "dcl_cstp", "dcl_cstp_syn")
 ABLATIONS = ("no_global", "no_local", "mlp_head", "plain_attention")
+#: DCL-CsTP pre-trained on the kept synthetic images alone (the ratio table's "synthetic only" row; not a default)
+SYNTHETIC_ONLY = "dcl_cstp_synonly"
 #: the fraction of generated images curation keeps (``ldm_synthesis`` ``configs/curate.json``; the paper's 50%)
 KEEP_FRACTION = 0.5
 
@@ -57,9 +59,10 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         task_spec(self.task)
         preset_spec(self.preset)
-        unknown = set(self.methods) - set(INITIALISATIONS)
+        unknown = set(self.methods) - {*INITIALISATIONS, SYNTHETIC_ONLY}
         if unknown:
-            raise ValueError(f"unknown initialisation(s) {sorted(unknown)}; choose from {INITIALISATIONS}")
+            raise ValueError(f"unknown initialisation(s) {sorted(unknown)}; choose from {INITIALISATIONS} "
+                             f"or {SYNTHETIC_ONLY}")
         if not Path(self.data_root).exists():
             raise FileNotFoundError(f"--data-root {self.data_root} does not exist")
         unknown = set(self.overrides) - {"ldm", "pretrain", "finetune"}
@@ -71,7 +74,7 @@ class PipelineConfig:
 
     @property
     def needs_synthetic(self) -> bool:
-        return "dcl_cstp_syn" in self.methods or bool(self.ratios)
+        return "dcl_cstp_syn" in self.methods or SYNTHETIC_ONLY in self.methods or bool(self.ratios)
 
 
 def _device(cfg: PipelineConfig) -> dict:
@@ -121,11 +124,12 @@ def _split(cfg: PipelineConfig) -> dict:
 def synthesis_count(cfg: PipelineConfig, keep_fraction: float = KEEP_FRACTION) -> int:
     """How many images stage 1 generates when the preset does not say: enough that curation, which keeps
     ``keep_fraction`` of them, leaves the largest synthetic ratio asked for,
-    ``ceil(max ratio x training images / keep_fraction)`` (at least 16). Kvasir-SEG's 704 training images at ratio
-    0.5: 704 generated, 352 kept (the paper generated 880 and kept 440)."""
+    ``ceil(max ratio x training images / keep_fraction)`` (at least 16; synthetic-only pre-training counts as ratio
+    1). Kvasir-SEG's 704 training images at ratio 0.5: 704 generated, 352 kept (the paper generated 880 and kept
+    440)."""
     from ..data import build_datalist
 
-    ratio = max(synthetic_ratios(cfg), default=0.0)
+    ratio = max([*synthetic_ratios(cfg), *([1.0] if SYNTHETIC_ONLY in cfg.methods else [])], default=0.0)
     split = split_file(cfg)
     kwargs = datalist_kwargs(cfg)
     n_train = len(build_datalist("auto", cfg.data_root, split_file=split if split.is_file() else None, **kwargs)["training"])
@@ -161,7 +165,7 @@ def ldm_stages(cfg: PipelineConfig, run: Path) -> tuple[list[BundleStage], Path]
 
 
 def pretrain_stage(cfg: PipelineConfig, run: Path, name: str, method: str, synthetic: Path | None = None,
-                   ratio: float = 0.0) -> BundleStage:
+                   ratio: float = 0.0, synthetic_only: bool = False) -> BundleStage:
     spec, task = preset_spec(cfg.preset)["pretrain"], task_spec(cfg.task)
     workdir = run / "pretrain" / name
     overrides = {
@@ -179,6 +183,8 @@ def pretrain_stage(cfg: PipelineConfig, run: Path, name: str, method: str, synth
     needs: tuple[str, ...] = ()
     if synthetic is not None:
         overrides.update(synthetic_dir=str(synthetic), synthetic_ratio=ratio)
+        if synthetic_only:
+            overrides["synthetic_only"] = True  # every kept synthetic image, no real one
         needs = ("ldm/curation",)
     return BundleStage(f"pretrain/{name}", "dcl_pretrain", ["train.json", *spec["configs"]], workdir, overrides,
                        needs=needs)
@@ -235,6 +241,10 @@ def plan(cfg: PipelineConfig) -> list[BundleStage]:
             st = pretrain_stage(cfg, run, name, "dcl_cstp", synthetic=kept, ratio=r)
             stages.append(st)
             pretrain[name] = Path(st.workdir) / "models" / "encoder.pt"
+        if SYNTHETIC_ONLY in cfg.methods:
+            st = pretrain_stage(cfg, run, SYNTHETIC_ONLY, "dcl_cstp", synthetic=kept, synthetic_only=True)
+            stages.append(st)
+            pretrain[SYNTHETIC_ONLY] = Path(st.workdir) / "models" / "encoder.pt"
     inits = ["random"] if "random" in cfg.methods else []
     inits += [m for m in pretrain if m in cfg.methods or m.startswith("dcl_cstp_syn") or m in ABLATIONS]
     for init in inits:

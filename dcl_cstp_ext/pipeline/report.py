@@ -37,6 +37,7 @@ PAPER_RESULTS = {
         "simsiam": {"dice": 88.45, "iou": 80.08, "hd": 35.06},
         "dcl_cstp": {"dice": 88.72, "iou": 80.90, "hd": 34.89},
         "dcl_cstp_syn": {"dice": 89.73, "iou": 81.24, "hd": 34.06},
+        "dcl_cstp_synonly": {"dice": 88.49},  # the synthetic-ratio table's "synthetic only" row
     },
     "kvasir_seg": {
         "_note": "Kvasir-SEG, U-Net + ResNet-50, Dice / IoU % (read off a plot, approximate)",
