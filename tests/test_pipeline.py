@@ -145,7 +145,12 @@ def test_synthetic_only_pretrains_on_the_kept_synthetic_images_alone(tmp_path, d
 
     cfg = PipelineConfig(task="kvasir_seg", data_root=str(demo_data["kvasir_seg"]), out=str(tmp_path / "r"),
                          preset="cpu", methods=("random", "dcl_cstp_synonly"))
+    names = [st.name for st in plan(cfg)]
+    assert len(names) == len(set(names))
     stages = {st.name: st for st in plan(cfg)}
+    from dcl_cstp_ext.methods import METHODS
+
+    assert all(st.overrides["method"] in METHODS for st in stages.values() if st.bundle == "dcl_pretrain")
     only = stages["pretrain/dcl_cstp_synonly"]
     assert only.overrides["synthetic_only"] is True and only.needs == ("ldm/curation",)
     assert only.overrides["synthetic_dir"].endswith("ldm/curation/curated") and only.overrides["method"] == "dcl_cstp"

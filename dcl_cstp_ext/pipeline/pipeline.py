@@ -224,7 +224,7 @@ def plan(cfg: PipelineConfig) -> list[BundleStage]:
     run = Path(cfg.out)
     stages: list[BundleStage] = []
     pretrain: dict[str, Path] = {}
-    wanted = [m for m in cfg.methods if m not in ("random", "dcl_cstp_syn")]
+    wanted = [m for m in cfg.methods if m not in ("random", "dcl_cstp_syn", SYNTHETIC_ONLY)]
     if cfg.needs_synthetic and "dcl_cstp" not in wanted:
         wanted.append("dcl_cstp")  # its encoder is the curation's feature space
     if cfg.ablations:
