@@ -131,8 +131,9 @@ def synthesis_count(cfg: PipelineConfig, keep_fraction: float = KEEP_FRACTION) -
 
     ratio = max([*synthetic_ratios(cfg), *([1.0] if SYNTHETIC_ONLY in cfg.methods else [])], default=0.0)
     split = split_file(cfg)
-    kwargs = datalist_kwargs(cfg)
-    n_train = len(build_datalist("auto", cfg.data_root, split_file=split if split.is_file() else None, **kwargs)["training"])
+    datalist = build_datalist("auto", cfg.data_root, split_file=split if split.is_file() else None,
+                              **datalist_kwargs(cfg))
+    n_train = len(datalist["training"])
     return max(16, math.ceil(ratio * n_train / keep_fraction))
 
 
