@@ -109,10 +109,16 @@ def write_split(cfg: PipelineConfig) -> dict:
     Every stage reads this one file, so stage 1, the pre-trainings and the fine-tunings train on the same images
     and none sees a validation image. (Letting each stage split for itself went wrong as soon as the stages' data
     options differed: stage 1 split the pediatric chest X-rays by 2 classes, the fine-tuning by 3.)"""
+    return _read_split(cfg, write=True)
+
+
+def _read_split(cfg: PipelineConfig, write: bool = False, check_images: bool = True) -> dict:
+    """The run's split: read from :func:`split_file` when it exists, else made (and written when ``write``)."""
     from ..data import build_datalist
 
-    options = {**task_spec(cfg.task)["split"], **datalist_kwargs(cfg)}
-    return build_datalist("auto", cfg.data_root, seed=0, split_file=split_file(cfg), **options)
+    path = split_file(cfg)
+    return build_datalist("auto", cfg.data_root, seed=0, split_file=path if write or path.is_file() else None,
+                          check_images=check_images, **task_spec(cfg.task)["split"], **datalist_kwargs(cfg))
 
 
 def _split(cfg: PipelineConfig) -> dict:
@@ -127,13 +133,8 @@ def synthesis_count(cfg: PipelineConfig, keep_fraction: float = KEEP_FRACTION) -
     ``ceil(max ratio x training images / keep_fraction)`` (at least 16; synthetic-only pre-training counts as ratio
     1). Kvasir-SEG's 704 training images at ratio 0.5: 704 generated, 352 kept (the paper generated 880 and kept
     440)."""
-    from ..data import build_datalist
-
     ratio = max([*synthetic_ratios(cfg), *([1.0] if SYNTHETIC_ONLY in cfg.methods else [])], default=0.0)
-    split = split_file(cfg)
-    datalist = build_datalist("auto", cfg.data_root, split_file=split if split.is_file() else None,
-                              **datalist_kwargs(cfg))
-    n_train = len(datalist["training"])
+    n_train = len(_read_split(cfg, check_images=False)["training"])  # the stages check the images
     return max(16, math.ceil(ratio * n_train / keep_fraction))
 
 
