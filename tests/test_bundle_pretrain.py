@@ -22,6 +22,7 @@ TINY = {
     "batch_size": 4,
     "num_workers": 0,
     "queue_size": 16,
+    "bn_splits": 2,
     "head_kwargs#dim": 32,
     "monitor_max_bank": 16,
     "monitor_max_query": 8,
@@ -172,3 +173,30 @@ def test_ddp_two_ranks_gather_keys_into_the_queue(tmp_path, demo_data):
     ckpt = torch.load(tmp_path / "models" / "checkpoint.pt", weights_only=False)
     assert ckpt["trainer"]["iteration"] == 2
     assert int(ckpt["model"]["queue.ptr"]) == 2 * 2 * TINY["batch_size"]  # iterations x ranks x batch
+    # each key came with its image's data-set index, gathered from both ranks: 16 distinct images of one epoch
+    index = ckpt["model"]["queue.index"][: 2 * 2 * TINY["batch_size"]].tolist()
+    n_train = len(json.loads((tmp_path / "eval" / "datalist.json").read_text())["training"])
+    assert len(set(index)) == 16 and all(0 <= i < n_train for i in index)
+    assert (ckpt["model"]["queue.index"][16:] == -1).all()
+
+
+def test_bundle_derives_the_queue_size_caches_larger_than_the_views_and_scales_the_lr(tmp_path, demo_data):
+    """``queue_size: null``: half the pre-training images, capped; views cropped from a 2x cache; lr per method."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLES / "dcl_pretrain" / "configs" / "train.json"))
+    over = _tiny(tmp_path, demo_data["kvasir_seg"], method="mocov2", image_size=32, queue_size=None, batch_size=8)
+    over["bundle_root"] = str(BUNDLES / "dcl_pretrain")
+    for k, v in over.items():
+        parser[k] = v
+    n = len(parser.get_parsed_content("pretrain_items"))
+    net = parser.get_parsed_content("network_def")
+    assert net.queue.size == min(4096, n // 2) < n
+    assert parser.get_parsed_content("cache_size") == 64
+    item = parser.get_parsed_content("train#cache")[0]
+    assert tuple(item["image"].shape[1:]) == (64, 64)  # cached at 2x; the views are 32 px
+    views = parser.get_parsed_content("train#dataset")[(0, 123)]
+    assert tuple(views["view1"].shape[1:]) == (32, 32) and views["sample_index"] == 0
+    opt = parser.get_parsed_content("optimizer")
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.03 * 8 / 256)  # MoCo-v2: 0.03 x B / 256

@@ -157,3 +157,11 @@ def test_cached_dataset_runs_deterministic_part_once(tmp_path):
     disk = make_cached_dataset(items, pre, cache_dir=tmp_path / "cache")
     assert isinstance(disk, PersistentDataset) and disk[0]["image"].shape == (3, 16, 16)
     assert len(list((tmp_path / "cache").glob("*.pt"))) == 1
+
+
+def test_pretraining_crops_its_views_from_a_larger_picture():
+    from dcl_cstp_ext.data import crop_source_size
+
+    assert crop_source_size(64) == 128 and crop_source_size(128) == 256
+    assert crop_source_size(256) == 512 and crop_source_size(512) == 512  # capped at 512 (or the view size)
+    assert crop_source_size(1024) == 1024

@@ -22,6 +22,13 @@ def _small(name, **kw):
     return build_method(name, backbone="resnet18", in_channels=1, queue_size=32, **kw)
 
 
+def _filled(model):
+    """``model`` with its memory bank (if any) full of random keys of no known image, as after the first steps."""
+    if getattr(model, "queue", None) is not None:
+        model.queue.enqueue(torch.randn(model.queue.size, model.queue.bank.shape[1]))
+    return model
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_gradients_reach_trainable_parameters_only(name):
     model = _small(name)
@@ -60,9 +67,9 @@ def test_dcl_cstp_query_is_shared_by_both_streams():
     captured = {}
     original = model.criterion.forward
 
-    def spy(q2, q3, key, negatives, p2_hat, p3_hat):
+    def spy(q2, q3, key, negatives, p2_hat, p3_hat, negative_mask=None):
         captured.update(q2=q2, p2_hat=p2_hat, p3_hat=p3_hat)
-        return original(q2, q3, key, negatives, p2_hat, p3_hat)
+        return original(q2, q3, key, negatives, p2_hat, p3_hat, negative_mask=negative_mask)
 
     model.criterion.forward = spy
     model.training_step(_views())
@@ -133,8 +140,9 @@ def test_step_enqueues_the_momentum_keys():
     opt = torch.optim.SGD(model.parameters(), lr=0.0)  # no change to weights: keys are reproducible
     with torch.no_grad():
         expected = model.momentum_head(model.encode(views[0], model.momentum_encoder)[0])
-    ssl_train_step(model, opt, views)
+    ssl_train_step(model, opt, views, indices=torch.tensor([7, 3, 5, 1]))
     torch.testing.assert_close(model.queue.bank[:4], F.normalize(expected, dim=1), atol=1e-5, rtol=1e-4)
+    assert model.queue.index[:4].tolist() == [7, 3, 5, 1] and (model.queue.index[4:] == -1).all()
 
 
 def _objective(model, views):
@@ -144,13 +152,13 @@ def _objective(model, views):
     with torch.no_grad():
         loss = float(model.training_step(views)["loss"])
     model.load_state_dict(state)  # undo BN running-stat updates
-    model._pending_keys = None if hasattr(model, "_pending_keys") else None
+    model._pending = None
     return loss
 
 
 @pytest.mark.parametrize("name", ALL)
 def test_a_few_steps_lower_the_loss_on_a_fixed_batch(name):
-    model = _small(name)
+    model = _filled(_small(name))
     views = _views(b=8)
     queue_state = copy.deepcopy(model.queue.state_dict()) if getattr(model, "queue", None) is not None else None
     before = _objective(model, views)
@@ -180,7 +188,7 @@ def test_build_method_rejects_misspelt_argument_and_drops_unused():
 def test_ablations_switch_the_right_parts():
     assert not hasattr(_small("no_global"), "momentum_encoder")
     assert _small("no_global").queue is None
-    nl = _small("no_local")
+    nl = _filled(_small("no_local"))
     out = nl.training_step(_views())
     assert float(out["cs"]) == 0.0 and float(out["nce"]) > 0
     assert type(_small("mlp_head").head).__name__ == "MLPHead"
@@ -192,3 +200,72 @@ def test_ablations_switch_the_right_parts():
 def test_too_few_views():
     with pytest.raises(ValueError, match="needs 3 views"):
         _small("dcl_cstp").training_step(_views(n=2))
+
+
+def test_mocov2_at_its_papers_settings():
+    """No BatchNorm in the projector; the symmetric loss over both views, each query against the other view's key;
+    two online and two momentum passes; both keys enqueued with their images' indices."""
+    model = _filled(_small("mocov2"))
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in model.head.modules())
+    calls = {"online": 0, "momentum": 0}
+    model.encoder.register_forward_hook(lambda *a: calls.__setitem__("online", calls["online"] + 1))
+    model.momentum_encoder.register_forward_hook(lambda *a: calls.__setitem__("momentum", calls["momentum"] + 1))
+    views = _views(n=2)
+    with torch.no_grad():
+        q1, q2 = model.head(model.encode(views[0])[0]), model.head(model.encode(views[1])[0])
+        k1, k2 = model.momentum_forward(views[0]), model.momentum_forward(views[1])
+        out = model.training_step(views, torch.arange(4))
+    mask = model.queue.negative_mask(torch.arange(4))
+    expected = 0.5 * (model.criterion(q1, k2, model.queue.negatives, mask) + model.criterion(q2, k1, model.queue.negatives, mask))
+    torch.testing.assert_close(out["loss"], expected)
+    assert calls == {"online": 4, "momentum": 4}  # 2 + 2 here, 2 + 2 in the step
+    model.on_train_batch_end()
+    assert model.queue.index[:8].tolist() == [0, 1, 2, 3, 0, 1, 2, 3]
+
+
+def test_simsiam_predictor_keeps_its_learning_rate():
+    from dcl_cstp_ext.engines import build_lr_scheduler, build_optimizer, method_lr
+
+    model = _small("simsiam")
+    lr = method_lr("simsiam", 32)
+    assert lr == pytest.approx(0.05 * 32 / 256)
+    opt = build_optimizer(model.param_groups(), lr=lr)
+    sched = build_lr_scheduler(opt, "cosine", max_epochs=4, warmup_epochs=1)
+    assert [g.get("fix_lr", False) for g in opt.param_groups] == [False, True]
+    lrs = []
+    for _ in range(3):
+        sched.step()
+        lrs.append([g["lr"] for g in opt.param_groups])
+    assert all(pred == pytest.approx(lr) for _, pred in lrs)
+    assert lrs[-1][0] < lrs[0][0] < lr + 1e-12  # the rest follows the cosine schedule
+    state = sched.state_dict()
+    again = build_lr_scheduler(opt, "cosine", max_epochs=4, warmup_epochs=1)
+    again.load_state_dict(state)
+    assert opt.param_groups[1]["lr"] == pytest.approx(lr)
+
+
+def test_learning_rates_scale_with_the_batch_by_each_papers_rule():
+    from dcl_cstp_ext.engines import method_lr
+
+    assert method_lr("dcl_cstp", 128) == pytest.approx(0.03)  # the paper's batch 128, lr 0.03
+    assert method_lr("dcl_cstp", 32) == pytest.approx(0.0075)
+    assert method_lr("no_local", 32) == method_lr("dcl_cstp", 32)  # the ablations are DCL-CsTP
+    assert method_lr("mocov2", 256) == pytest.approx(0.03)
+    assert method_lr("simclr", 128) == pytest.approx(0.06)
+    assert method_lr("simclr", 32, lr=0.1) == 0.1  # a config's lr wins
+
+
+def test_centred_target_is_an_ablation_and_the_default_is_the_papers():
+    paper = _small("dcl_cstp")
+    assert paper.target_norm is None
+    pooled = torch.rand(6, paper.feature_dim) + 1.0  # post-ReLU: all positive, a narrow cone
+    torch.testing.assert_close(paper.local_target(pooled), pooled)
+    centred = _small("centred_target").train()
+    t = centred.local_target(pooled)
+    torch.testing.assert_close(t.mean(0), torch.zeros(paper.feature_dim), atol=1e-5, rtol=0)
+    assert not t.requires_grad and not any(p.requires_grad for p in centred.target_norm.parameters())
+
+
+def test_a_head_on_an_earlier_stage_is_refused():
+    with pytest.raises(ValueError, match="layer4"):
+        build_method("dcl_cstp", backbone="resnet18", in_channels=1, feature_stage=3)

@@ -1,5 +1,7 @@
 """Encoder, CsTP and heads: shapes, interchangeability, and encoder weights moving between MONAI networks."""
 
+import copy
+
 import pytest
 import torch
 from monai.networks.nets import FlexibleUNet, resnet50
@@ -153,3 +155,44 @@ def test_resnet18_shortcut_matches_monai_and_flexible_unet():
     with torch.no_grad():
         for a, b in zip(enc(x)[0], unet.encoder(x)):
             torch.testing.assert_close(a, b)
+
+
+def test_cross_scale_attention_warns_on_a_degenerate_key_value_grid():
+    import warnings
+
+    from dcl_cstp_ext.networks import CrossScaleTokenProjection
+
+    head = CrossScaleTokenProjection(64, 16, dim=32)
+    with pytest.warns(UserWarning, match="1x1 key/value grid"):
+        head(torch.rand(2, 64, 2, 2))  # ResNet C5 at 64 px
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        CrossScaleTokenProjection(64, 16, dim=32)(torch.rand(2, 64, 4, 4))  # C5 at 128 px: a 2x2 grid
+
+
+def test_fine_tuning_unet_trains_through_the_resnet18_shortcuts():
+    """MONAI's ResNet-18 'A' shortcut cuts the identity path's gradient (``out.data``); the training network that
+    ``init_encoder`` returns must not, and must give the pre-training encoder's gradients."""
+    import functools
+
+    from monai.networks.nets import FlexibleUNet
+
+    from dcl_cstp_ext.networks import ZeroPadShortcut, init_encoder, scriptable_shortcuts
+
+    def grads(net):
+        torch.manual_seed(1)
+        x = torch.rand(2, 3, 64, 64)
+        net.train()
+        net(x).square().mean().backward()
+        return net.encoder.conv1.weight.grad.clone()
+
+    torch.manual_seed(0)
+    monai_net = FlexibleUNet(3, 1, "resnet18", spatial_dims=2)
+    trained = init_encoder(copy.deepcopy(monai_net))
+    reference = scriptable_shortcuts(copy.deepcopy(monai_net))
+    downs = [m.downsample for m in trained.encoder.modules() if getattr(m, "downsample", None) is not None]
+    assert downs and not any(isinstance(d, functools.partial) for d in downs)
+    assert any(isinstance(d, ZeroPadShortcut) for d in downs)
+    g_trained, g_ref, g_monai = grads(trained), grads(reference), grads(monai_net)
+    torch.testing.assert_close(g_trained, g_ref)
+    assert not torch.allclose(g_monai, g_ref)  # the cut identity path changes the encoder's gradient

@@ -44,6 +44,7 @@ def _measure(
     queue_size: int,
     seed: int,
     threads: int | None,
+    bn_splits: int = 1,
 ) -> dict:
     from ..engines.step import ssl_train_step
     from ..methods import build_method
@@ -52,23 +53,25 @@ def _measure(
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
     dev = torch.device(device)
-    model = build_method(method, backbone=backbone, in_channels=channels, queue_size=queue_size).to(dev)
+    model = build_method(method, backbone=backbone, in_channels=channels, queue_size=queue_size,
+                         bn_splits=bn_splits).to(dev)
     views = _views(batch_size, channels, image_size, dev, seed)
+    indices = torch.arange(batch_size, device=dev)  # as a real batch: the memory bank masks own-image keys
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
         views = [v.contiguous(memory_format=torch.channels_last) for v in views]
-    opt = torch.optim.SGD(model.parameters(), lr=0.03, momentum=0.9, weight_decay=1e-4)
+    opt = torch.optim.SGD(model.param_groups(), lr=0.03, momentum=0.9, weight_decay=1e-4)
     scaler = torch.amp.GradScaler("cuda") if (amp and dev.type == "cuda") else None
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     for _ in range(warmup):
-        ssl_train_step(model, opt, views, amp=amp, scaler=scaler)
+        ssl_train_step(model, opt, views, amp=amp, scaler=scaler, indices=indices)
     if dev.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     times, losses = [], []
     for _ in range(steps):
         t0 = time.perf_counter()
-        out = ssl_train_step(model, opt, views, amp=amp, scaler=scaler)
+        out = ssl_train_step(model, opt, views, amp=amp, scaler=scaler, indices=indices)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
@@ -106,8 +109,11 @@ def bench_pretrain(
     seed: int = 0,
     threads: int | None = None,
     json_path: str | None = None,
+    bn_splits: int = 1,
 ) -> dict:
     """Time ``steps`` training steps of each method and write a JSON report (``json_path``).
+
+    ``bn_splits``: split BatchNorm of the momentum methods (MoCo-v2, DCL-CsTP), as the bundle's ``bn_splits``.
 
     Defaults: CUDA if available with AMP on, else CPU in float32. Returns the report dict.
     """
@@ -123,7 +129,7 @@ def bench_pretrain(
         cfg = dict(
             method=method, backbone=backbone, image_size=image_size, batch_size=batch_size, steps=steps,
             warmup=warmup, channels=channels, device=device, amp=amp, channels_last=channels_last,
-            queue_size=queue_size, seed=seed, threads=threads,
+            queue_size=queue_size, seed=seed, threads=threads, bn_splits=bn_splits,
         )
         q = ctx.Queue()
         proc = ctx.Process(target=_run_one, args=(cfg, q))
@@ -147,7 +153,7 @@ def bench_pretrain(
         "settings": dict(
             backbone=backbone, image_size=image_size, batch_size=batch_size, steps=steps, warmup=warmup,
             channels=channels, device=device, amp=amp, channels_last=channels_last, queue_size=queue_size,
-            threads=threads or torch.get_num_threads(),
+            bn_splits=bn_splits, threads=threads or torch.get_num_threads(),
         ),
         "machine": {
             "platform": platform.platform(),

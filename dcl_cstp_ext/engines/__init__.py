@@ -4,7 +4,7 @@ from .checkpoint import ResumableCheckpoint, RNGState
 from .embeddings import write_embeddings
 from .handlers import EncoderExport, EpochSummary, ProgressBarHandler, is_main_process
 from .knn_monitor import KNNMonitor, build_knn_monitor, extract_features, knn_predict, lesion_size_labels, monitor_split
-from .optim import build_lr_scheduler, build_optimizer
+from .optim import METHOD_LR, KeepFixedLR, build_lr_scheduler, build_optimizer, method_lr
 from .pretrain_trainer import PretrainTrainer
 from .seeded_data import EpochSeededSampler, SeededAugmentDataset
 from .step import autocast_for, ssl_train_step
@@ -26,6 +26,9 @@ __all__ = [
     "monitor_split",
     "build_lr_scheduler",
     "build_optimizer",
+    "KeepFixedLR",
+    "METHOD_LR",
+    "method_lr",
     "PretrainTrainer",
     "EpochSeededSampler",
     "SeededAugmentDataset",

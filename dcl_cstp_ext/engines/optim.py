@@ -6,14 +6,22 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
-__all__ = ["build_optimizer", "build_lr_scheduler"]
+__all__ = ["build_optimizer", "build_lr_scheduler", "KeepFixedLR", "method_lr"]
 
 
 def build_optimizer(
     params: Iterable, name: str = "sgd", lr: float = 0.03, momentum: float = 0.9, weight_decay: float = 1e-4
 ) -> torch.optim.Optimizer:
-    """``sgd`` (momentum, the paper's), ``adamw`` or ``adam``; only parameters that require a gradient."""
-    params = [p for p in params if p.requires_grad]
+    """``sgd`` (momentum, the paper's), ``adamw`` or ``adam``; only parameters that require a gradient.
+
+    ``params`` is an iterable of tensors or of ``torch.optim`` parameter groups (dicts with ``params``, e.g. a
+    method's ``param_groups()``; a group may carry ``fix_lr`` for :func:`build_lr_scheduler`)."""
+    params = list(params)
+    if params and isinstance(params[0], dict):
+        groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in params]
+        params = [g for g in groups if g["params"]]
+    else:
+        params = [p for p in params if p.requires_grad]
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if name == "adamw":
@@ -32,7 +40,8 @@ def build_lr_scheduler(
     warmup_epochs: int = 0,
 ) -> torch.optim.lr_scheduler.LRScheduler:
     """Per-epoch schedule: ``step`` (x``gamma`` at ``milestones``: the paper's 120 and 160 of 200), ``cosine``
-    (to 0 at ``max_epochs``) or ``constant``; optional linear warm-up over ``warmup_epochs``."""
+    (to 0 at ``max_epochs``) or ``constant``; optional linear warm-up over ``warmup_epochs``. Parameter groups marked
+    ``fix_lr`` (SimSiam's predictor) keep their initial learning rate throughout (:class:`KeepFixedLR`)."""
     if schedule == "step":
         main = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(milestones), gamma=gamma)
     elif schedule == "cosine":
@@ -41,7 +50,60 @@ def build_lr_scheduler(
         main = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
     else:
         raise ValueError(f"unknown lr schedule {schedule!r}: expected 'step', 'cosine' or 'constant'")
-    if warmup_epochs <= 0:
-        return main
-    warm = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0 / (warmup_epochs + 1), total_iters=warmup_epochs)
-    return torch.optim.lr_scheduler.SequentialLR(optimizer, [warm, main], milestones=[warmup_epochs])
+    scheduler = main
+    if warmup_epochs > 0:
+        warm = torch.optim.lr_scheduler.LinearLR(
+            optimizer, start_factor=1.0 / (warmup_epochs + 1), total_iters=warmup_epochs
+        )
+        scheduler = torch.optim.lr_scheduler.SequentialLR(optimizer, [warm, main], milestones=[warmup_epochs])
+    if any(g.get("fix_lr") for g in optimizer.param_groups):
+        scheduler = KeepFixedLR(scheduler)
+    _restore_fixed(optimizer)
+    return scheduler
+
+
+def _restore_fixed(optimizer: torch.optim.Optimizer) -> None:
+    for group in optimizer.param_groups:
+        if group.get("fix_lr"):
+            group["lr"] = group["initial_lr"]
+
+
+class KeepFixedLR:
+    """A learning-rate scheduler whose ``step`` leaves the groups marked ``fix_lr`` at their initial rate (SimSiam's
+    fixed predictor lr). Everything else (``state_dict``, ``get_last_lr``, ...) is the wrapped scheduler's."""
+
+    def __init__(self, scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
+        self.scheduler = scheduler
+        self.optimizer = scheduler.optimizer
+
+    def step(self, *args, **kwargs) -> None:
+        self.scheduler.step(*args, **kwargs)
+        _restore_fixed(self.optimizer)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.scheduler.load_state_dict(state)
+        _restore_fixed(self.optimizer)
+
+    def __getattr__(self, name: str):
+        return getattr(self.scheduler, name)
+
+
+#: each pre-training method's learning rate at a reference batch size, scaled linearly with the batch (Goyal et al.
+#: 2017): ``(lr, reference batch, source)``. SGD momentum 0.9 for all (METHOD.md, "Baselines at their papers' settings")
+METHOD_LR: dict[str, tuple[float, int, str]] = {
+    "dcl_cstp": (0.03, 128, "DCL-CsTP paper: lr 0.03 at batch 128"),
+    "mocov2": (0.03, 256, "MoCo-v2 paper: lr 0.03 at batch 256"),
+    "simsiam": (0.05, 256, "SimSiam paper: lr 0.05 x B / 256, predictor lr fixed"),
+    "simclr": (0.06, 128, "SimCLR with SGD as lightly's CIFAR-10 benchmark: 0.06 x B / 128 (the paper's LARS is not used)"),
+}
+
+
+def method_lr(method: str, batch_size: int, lr: float | None = None) -> float:
+    """``lr`` when given, else the method's rule :data:`METHOD_LR` at ``batch_size`` (the ablations are DCL-CsTP's).
+    ``method_lr("simsiam", 32)`` is 0.05 x 32 / 256 = 0.00625."""
+    if lr is not None:
+        return float(lr)
+    base, ref, _ = METHOD_LR.get(method, METHOD_LR["dcl_cstp"])
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    return base * batch_size / ref

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from ignite.engine import Engine
 from monai.engines import Trainer
+from monai.utils import convert_to_tensor
 
 from .step import ssl_train_step
 
@@ -26,6 +27,8 @@ class PretrainTrainer(Trainer):
         network: the pre-training method.
         optimizer: its optimiser.
         view_keys: batch keys of the views, in the order the method expects.
+        index_key: batch key of the images' data-set indices (``SeededAugmentDataset``); a batch without it
+            trains as before, with no own-image masking in the memory bank.
         amp: mixed precision (float16 + GradScaler on CUDA, bfloat16 autocast on CPU).
         grad_clip: max gradient norm, or None.
         channels_last: use the channels-last memory format for the views (pays with AMP on GPUs).
@@ -39,6 +42,7 @@ class PretrainTrainer(Trainer):
         network: torch.nn.Module,
         optimizer: torch.optim.Optimizer,
         view_keys: Sequence[str] = ("view1", "view2", "view3"),
+        index_key: str = "sample_index",
         epoch_length: int | None = None,
         non_blocking: bool = True,
         amp: bool = False,
@@ -59,6 +63,7 @@ class PretrainTrainer(Trainer):
         self.network = network
         self.optimizer = optimizer
         self.view_keys = tuple(view_keys)
+        self.index_key = index_key
         self.grad_clip = grad_clip
         self.channels_last = channels_last
         cuda = torch.device(device).type == "cuda"
@@ -69,14 +74,20 @@ class PretrainTrainer(Trainer):
             keys = sorted(batchdata) if isinstance(batchdata, dict) else type(batchdata).__name__
             raise ValueError(f"a pre-training batch needs the view keys {self.view_keys}; got {keys}")
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        device, non_blocking = engine.state.device, engine.non_blocking
+        # plain tensors: MONAI's collate makes MetaTensors, which carry meta data through every op and slice batch-aware
         views = [
-            torch.as_tensor(batchdata[k]).to(engine.state.device, non_blocking=engine.non_blocking).contiguous(
+            convert_to_tensor(batchdata[k], track_meta=False).to(device, non_blocking=non_blocking).contiguous(
                 memory_format=fmt
             )
             for k in self.view_keys
         ]
+        indices = batchdata.get(self.index_key)
+        if indices is not None:
+            indices = convert_to_tensor(indices, track_meta=False).to(device, non_blocking=non_blocking)
         out = ssl_train_step(
-            self.network, self.optimizer, views, amp=self.amp, scaler=self.scaler, grad_clip=self.grad_clip
+            self.network, self.optimizer, views, amp=self.amp, scaler=self.scaler, grad_clip=self.grad_clip,
+            indices=indices,
         )
         result = {k: float(v) for k, v in out.items()}
         result["lr"] = self.optimizer.param_groups[0]["lr"]

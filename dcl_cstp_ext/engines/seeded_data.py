@@ -69,12 +69,15 @@ class SeededAugmentDataset(Dataset):
     """Applies a random ``transform`` to ``base[index]`` after seeding it with the sampler's item seed.
 
     ``base`` is typically a MONAI ``CacheDataset`` of the deterministic part (decode, resize), so only the
-    augmentation runs per epoch. Plain integer indices work too (the transform is then not re-seeded).
+    augmentation runs per epoch. Plain integer indices work too (the transform is then not re-seeded). A dictionary
+    output also gets ``index_key`` (default ``"sample_index"``): the item's index in ``base``, with which a memory bank
+    tells a query's own image from the others (``None`` adds nothing).
     """
 
-    def __init__(self, base: Sequence, transform: Callable) -> None:
+    def __init__(self, base: Sequence, transform: Callable, index_key: str | None = "sample_index") -> None:
         self.base = base
         self.transform = transform
+        self.index_key = index_key
 
     def __len__(self) -> int:
         return len(self.base)
@@ -84,4 +87,7 @@ class SeededAugmentDataset(Dataset):
         item = self.base[idx]
         if seed is not None and hasattr(self.transform, "set_random_state"):
             self.transform.set_random_state(seed=seed)
-        return self.transform(item)
+        out = self.transform(item)
+        if self.index_key is not None and isinstance(out, dict):
+            out = {**out, self.index_key: int(idx)}
+        return out

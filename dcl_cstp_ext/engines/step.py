@@ -25,17 +25,19 @@ def ssl_train_step(
     amp: bool = False,
     scaler: torch.amp.GradScaler | None = None,
     grad_clip: float | None = None,
+    indices: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Forward all views, back-propagate ``loss``, clip, step, then ``method.on_train_batch_end()``.
 
-    ``method`` may be wrapped in ``DistributedDataParallel``.
+    ``method`` may be wrapped in ``DistributedDataParallel``. ``indices (B,)``: the batch's data-set indices, which a
+    memory bank stores with its keys (to leave out a query's own image), or None.
 
     Returns the method's output dict (``loss`` detached). ``scaler`` is used for float16 AMP on CUDA.
     """
     method.train()
     optimizer.zero_grad(set_to_none=True)
     with autocast_for(views[0].device, amp):
-        out = method(list(views))  # through forward, so that a DDP wrapper synchronises the gradients
+        out = method(list(views), indices)  # through forward, so that a DDP wrapper synchronises the gradients
     loss = out["loss"]
     if not torch.isfinite(loss):
         raise FloatingPointError(f"non-finite loss {loss.item()} ({ {k: float(v) for k, v in out.items()} })")

@@ -42,3 +42,18 @@ def check_same_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor)
 def check_negatives(negatives: torch.Tensor, dim: int) -> None:
     if negatives.dim() != 2 or negatives.shape[1] != dim:
         raise ValueError(f"negatives must have shape (N, {dim}), got {tuple(negatives.shape)}")
+
+
+#: logit given to a masked negative: exp() of it is 0 in float32, and differences of two masked logits stay finite
+MASKED_LOGIT = -1e4
+
+
+def check_negative_mask(mask: torch.Tensor | None, batch: int, num_negatives: int) -> None:
+    if mask is not None and (mask.dtype != torch.bool or tuple(mask.shape) != (batch, num_negatives)):
+        raise ValueError(f"negative_mask must be a bool tensor of shape ({batch}, {num_negatives}), "
+                         f"got {mask.dtype} {tuple(mask.shape)}")
+
+
+def mask_logits(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """``logits (B, N)`` with the entries where ``mask`` is False set to :data:`MASKED_LOGIT` (no gradient)."""
+    return logits if mask is None else logits.masked_fill(~mask, MASKED_LOGIT)

@@ -69,6 +69,7 @@ class DCLCsTPLoss(nn.Module):
         negatives: torch.Tensor | None,
         p2_hat: torch.Tensor | None,
         p3_hat: torch.Tensor | None,
+        negative_mask: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """
         Args:
@@ -78,6 +79,8 @@ class DCLCsTPLoss(nn.Module):
             negatives: (N, D) memory bank (detached), N >= 1.
             p2_hat: (B, D) pooled encoder feature of view 2 (detached).
             p3_hat: (B, D) pooled encoder feature of view 3 (detached).
+            negative_mask: (B, N) bool, the negatives each query uses in L_NCE and L_KL (``None``: all); the
+                memory bank leaves out keys of the query's own image and slots never filled.
 
         Returns:
             dict with ``loss`` (the total, differentiable) and ``nce``, ``kl``, ``cs`` (the unweighted terms,
@@ -89,8 +92,8 @@ class DCLCsTPLoss(nn.Module):
         if self.use_global:
             if key is None or negatives is None:
                 raise ValueError("use_global=True needs key and negatives")
-            nce = self.nce(q2, key, negatives)
-            kl = self.kl(q2, key, negatives)
+            nce = self.nce(q2, key, negatives, negative_mask)
+            kl = self.kl(q2, key, negatives, negative_mask)
             total = total + nce + self.alpha * kl
         if self.use_local:
             if q3 is None or p2_hat is None or p3_hat is None:

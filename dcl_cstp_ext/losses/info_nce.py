@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._utils import check_negatives, check_same_shape, no_autocast, normalize_fp32
+from ._utils import check_negative_mask, check_negatives, check_same_shape, mask_logits, no_autocast, normalize_fp32
 
 
 class InfoNCELoss(nn.Module):
@@ -23,6 +23,9 @@ class InfoNCELoss(nn.Module):
     If ``negatives`` is ``None`` the other keys of the batch serve as negatives (the in-batch form of
     MoCo v3: logits ``q @ p^T / tau``, target the diagonal); a memory bank of shape ``(0, D)`` leaves the
     positive alone and the loss is 0.
+
+    ``negative_mask (B, N)`` (bool, True = use) leaves out, per query, negatives that must not count: a stale key of
+    the query's own image, or a memory-bank slot never filled. A query with no negative left scores 0.
 
     Inputs are L2-normalised inside the loss and the logits are computed in float32, also under autocast.
 
@@ -45,12 +48,19 @@ class InfoNCELoss(nn.Module):
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.temperature = float(temperature)
 
-    def forward(self, query: torch.Tensor, key: torch.Tensor, negatives: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        negatives: torch.Tensor | None = None,
+        negative_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """
         Args:
             query: (B, D) online query q (gets the gradient).
             key: (B, D) momentum key p, the positive of each query (detached).
             negatives: (N, D) memory-bank negatives n_i (detached), or ``None`` for in-batch negatives.
+            negative_mask: (B, N) bool, which negatives each query uses; ``None``: all.
 
         Returns:
             scalar float32 tensor, the mean over the batch.
@@ -58,6 +68,9 @@ class InfoNCELoss(nn.Module):
         check_same_shape("query", query, "key", key)
         if negatives is not None:
             check_negatives(negatives, query.shape[1])
+            check_negative_mask(negative_mask, query.shape[0], negatives.shape[0])
+        elif negative_mask is not None:
+            raise ValueError("negative_mask needs memory-bank negatives")
         with no_autocast(query):
             q = normalize_fp32(query)
             k = normalize_fp32(key, detach=True)
@@ -67,6 +80,6 @@ class InfoNCELoss(nn.Module):
             else:
                 n = normalize_fp32(negatives, detach=True)
                 pos = (q * k).sum(dim=1, keepdim=True)
-                logits = torch.cat([pos, q @ n.t()], dim=1)
+                logits = torch.cat([pos, mask_logits(q @ n.t(), negative_mask)], dim=1)
                 target = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
             return F.cross_entropy(logits / self.temperature, target)

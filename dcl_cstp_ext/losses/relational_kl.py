@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._utils import check_negatives, check_same_shape, no_autocast, normalize_fp32
+from ._utils import check_negative_mask, check_negatives, check_same_shape, mask_logits, no_autocast, normalize_fp32
 
 
 class RelationalKLLoss(nn.Module):
@@ -22,6 +22,8 @@ class RelationalKLLoss(nn.Module):
     averaged over the batch (METHOD.md, eq. 4). The loss is zero iff P == Q and symmetric in (P, Q).
     The key and the negatives are detached: gradients reach the query only. Log-probabilities come from
     ``log_softmax``; inputs are L2-normalised here and the logits computed in float32, also under autocast.
+    ``negative_mask (B, N)`` (bool, True = use) restricts both distributions of a query to its own negatives (see
+    :class:`InfoNCELoss`); a query with no negative left scores 0.
 
     Reference:
         Wei et al., "CO2: Consistent Contrast for Unsupervised Visual Representation Learning", ICLR 2021
@@ -43,12 +45,15 @@ class RelationalKLLoss(nn.Module):
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.temperature = float(temperature)
 
-    def forward(self, query: torch.Tensor, key: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, query: torch.Tensor, key: torch.Tensor, negatives: torch.Tensor, negative_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """
         Args:
             query: (B, D) online query q (gets the gradient).
             key: (B, D) momentum key p (detached).
             negatives: (N, D) memory-bank negatives n_j (detached), N >= 1.
+            negative_mask: (B, N) bool, which negatives each query uses; ``None``: all.
 
         Returns:
             scalar float32 tensor, the mean over the batch.
@@ -59,13 +64,17 @@ class RelationalKLLoss(nn.Module):
         check_negatives(negatives, query.shape[1])
         if negatives.shape[0] == 0:
             raise ValueError("RelationalKLLoss needs at least one negative")
+        check_negative_mask(negative_mask, query.shape[0], negatives.shape[0])
         with no_autocast(query):
             q = normalize_fp32(query)
             k = normalize_fp32(key, detach=True)
             n = normalize_fp32(negatives, detach=True)
-            log_p = F.log_softmax(k @ n.t() / self.temperature, dim=1)
-            log_q = F.log_softmax(q @ n.t() / self.temperature, dim=1)
+            log_p = F.log_softmax(mask_logits(k @ n.t() / self.temperature, negative_mask), dim=1)
+            log_q = F.log_softmax(mask_logits(q @ n.t() / self.temperature, negative_mask), dim=1)
             # 1/2 sum P (log P - log Q) + 1/2 sum Q (log Q - log P) = 1/2 sum (P - Q)(log P - log Q)
             kl_pq = (log_p.exp() * (log_p - log_q)).sum(dim=1)
             kl_qp = (log_q.exp() * (log_q - log_p)).sum(dim=1)
-            return (0.5 * kl_pq + 0.5 * kl_qp).mean()
+            kl = 0.5 * kl_pq + 0.5 * kl_qp
+            if negative_mask is not None:  # a row with no negative is uniform in both: 0, made exact here
+                kl = kl * negative_mask.any(dim=1)
+            return kl.mean()

@@ -4,7 +4,7 @@ from .base import MomentumMethod, SSLMethod, collapse_std
 from .baselines import MoCoV2, SimCLR, SimSiam
 from .dcl_cstp import DCLCsTP
 from .factory import METHODS, build_method
-from .memory_bank import MemoryBank, gather_from_all_ranks
+from .memory_bank import MemoryBank, derive_queue_size, gather_from_all_ranks, resolve_queue_size
 
 __all__ = [
     "SSLMethod",
@@ -18,4 +18,6 @@ __all__ = [
     "build_method",
     "MemoryBank",
     "gather_from_all_ranks",
+    "derive_queue_size",
+    "resolve_queue_size",
 ]

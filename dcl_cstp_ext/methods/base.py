@@ -2,7 +2,8 @@
 
 Subclasses differ only where the methods differ (heads, targets, loss), in the spirit of solo-learn:
 
-* :meth:`SSLMethod.training_step` takes the list of views ``[(B, C, H, W), ...]`` and returns a dict with
+* :meth:`SSLMethod.training_step` takes the list of views ``[(B, C, H, W), ...]`` (and the batch's data-set
+  indices ``(B,)``, with which memory banks leave out a query's own image) and returns a dict with
   ``loss`` (to back-propagate), detached per-term scalars for logging, and ``z_std`` (collapse signal);
 * :meth:`SSLMethod.on_train_batch_end` runs after the optimiser step (momentum update, queue update);
 * ``forward(x)`` returns the pooled encoder feature ``(B, C5)``: what the k-NN monitor and the embeddings use.
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from ..networks.resnet_encoder import ResNetEncoder2D
+from ..networks.split_batchnorm import deinterleave, interleave, use_split_batchnorm
 from .memory_bank import MemoryBank
 
 __all__ = ["SSLMethod", "MomentumMethod", "collapse_std"]
@@ -38,7 +40,9 @@ class SSLMethod(nn.Module):
     Args:
         backbone: ResNet name (``resnet18``, ``resnet34``, ``resnet50``).
         in_channels: image channels, 1 or 3.
-        feature_stage: index of the encoder map that feeds the head (-1: C5, METHOD.md's default).
+        feature_stage: index of the encoder map that feeds the head: -1 (C5, METHOD.md's default) only. Another
+            stage would leave ``layer4`` with no gradient at all (its only other use is the detached local-stream
+            target), so it is refused.
     """
 
     #: how many views :meth:`training_step` expects
@@ -46,16 +50,24 @@ class SSLMethod(nn.Module):
 
     def __init__(self, backbone: str = "resnet50", in_channels: int = 3, feature_stage: int = -1) -> None:
         super().__init__()
+        if feature_stage not in (-1, 4):
+            raise ValueError(
+                f"feature_stage={feature_stage}: only -1 (C5) is supported; the head on an earlier map would leave "
+                "the encoder's last stage (layer4) untrained, and the exported encoder with it"
+            )
         self.encoder = ResNetEncoder2D(backbone, in_channels)
         self.feature_stage = feature_stage
         self.feature_dim = self.encoder.out_dim
         self.stage_channels = self.encoder.feature_channels[feature_stage]
 
-    def forward(self, x: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor | dict[str, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor | Sequence[torch.Tensor], indices: torch.Tensor | None = None
+    ) -> torch.Tensor | dict[str, torch.Tensor]:
         """A tensor ``(B, C, H, W)`` gives the pooled online-encoder feature ``(B, feature_dim)``; a list of views
-        runs :meth:`training_step` (so that a DDP wrapper sees the training forward)."""
+        (with the batch's data-set ``indices (B,)``) runs :meth:`training_step` (so that a DDP wrapper sees the
+        training forward)."""
         if isinstance(x, (list, tuple)):
-            return self.training_step(x)
+            return self.training_step(x, indices)
         return self.encoder(x)[1]
 
     def encode(self, x: torch.Tensor, encoder: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,8 +75,15 @@ class SSLMethod(nn.Module):
         features, pooled = (encoder or self.encoder)(x)
         return features[self.feature_stage], pooled
 
-    def training_step(self, views: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+    def training_step(
+        self, views: Sequence[torch.Tensor], indices: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Loss and logs of one batch of ``views``; ``indices (B,)`` are the images' data-set indices (or None)."""
         raise NotImplementedError
+
+    def param_groups(self) -> list[dict]:
+        """Optimiser parameter groups (``torch.optim`` style); one group unless a method needs its own learning rates."""
+        return [{"params": list(self.parameters())}]
 
     def on_train_batch_end(self) -> None:
         """Called by the engine after ``optimizer.step()``."""
@@ -78,18 +97,28 @@ class MomentumMethod(SSLMethod):
     """An :class:`SSLMethod` with momentum (EMA) copies of some modules and a FIFO memory bank.
 
     Subclasses build their online modules, then call :meth:`init_momentum` with their attribute names; a step
-    stores its keys with :meth:`stash_keys`, and :meth:`on_train_batch_end` updates the copies
+    computes its keys with :meth:`momentum_forward`, asks the bank for its negatives with :meth:`negatives_for`, and
+    stores its keys with :meth:`stash_keys`; :meth:`on_train_batch_end` updates the copies
     (``w_m <- m w_m + (1 - m) w``) and enqueues the keys, after the optimiser step, so the queue is never
     modified while the graph that read it is alive.
+
+    ``bn_splits > 1`` is the one-device substitute of MoCo's shuffling BN: every BatchNorm2d of the encoders computes
+    its statistics over ``bn_splits`` groups of the batch (:class:`~dcl_cstp_ext.networks.SplitBatchNorm2d`), and the
+    momentum stream sees the batch interleaved, so that a query and its key share batch statistics with different
+    images and cannot match through them. The batch size must be divisible by ``bn_splits``.
     """
 
-    def __init__(self, *args, momentum: float = 0.999, **kwargs) -> None:
+    def __init__(self, *args, momentum: float = 0.999, bn_splits: int = 1, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"momentum must be in [0, 1], got {momentum}")
+        if bn_splits < 1:
+            raise ValueError(f"bn_splits must be >= 1, got {bn_splits}")
         self.momentum = momentum
+        self.bn_splits = int(bn_splits)
+        use_split_batchnorm(self.encoder, self.bn_splits)
         self._momentum_pairs: list[tuple[str, str]] = []
-        self._pending_keys: torch.Tensor | None = None
+        self._pending: tuple[torch.Tensor, torch.Tensor | None] | None = None
         self.queue: MemoryBank | None = None
 
     def init_momentum(self, *names: str) -> None:
@@ -114,11 +143,24 @@ class MomentumMethod(SSLMethod):
             torch._foreach_mul_(dst, m)
             torch._foreach_add_(dst, src, alpha=1.0 - m)
 
-    def stash_keys(self, keys: torch.Tensor) -> None:
-        self._pending_keys = keys.detach()
+    @torch.no_grad()
+    def momentum_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``momentum_head(momentum_encoder(x))`` on the feature map at ``feature_stage``, ``(B, D)``, no gradient;
+        with ``bn_splits > 1`` run on the interleaved batch and put back in batch order."""
+        keys = self.momentum_head(self.encode(interleave(x, self.bn_splits), self.momentum_encoder)[0])
+        return deinterleave(keys, self.bn_splits)
+
+    def negatives_for(self, indices: torch.Tensor | None, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(negatives (N, D), mask (B, N))``: the bank and, per query, its usable rows (filled, not a key of the
+        query's own image ``indices[b]``)."""
+        return self.queue.negatives, self.queue.negative_mask(indices, batch_size)
+
+    def stash_keys(self, keys: torch.Tensor, indices: torch.Tensor | None = None) -> None:
+        """Keep ``keys (B, D)`` and their sample ``indices (B,)`` to enqueue after the optimiser step."""
+        self._pending = (keys.detach(), None if indices is None else indices.detach())
 
     def on_train_batch_end(self) -> None:
         self.momentum_update()
-        if self.queue is not None and self._pending_keys is not None:
-            self.queue.enqueue(self._pending_keys)
-        self._pending_keys = None
+        if self.queue is not None and self._pending is not None:
+            self.queue.enqueue(*self._pending)
+        self._pending = None

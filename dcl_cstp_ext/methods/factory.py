@@ -15,6 +15,7 @@ METHODS: dict[str, tuple[type[SSLMethod], dict]] = {
     "no_local": (DCLCsTP, {"use_local": False}),
     "mlp_head": (DCLCsTP, {"head": "mlp"}),
     "plain_attention": (DCLCsTP, {"head": "plain_attention"}),
+    "centred_target": (DCLCsTP, {"center_target": True}),
     "mocov2": (MoCoV2, {}),
     "simclr": (SimCLR, {}),
     "simsiam": (SimSiam, {}),
@@ -42,4 +43,4 @@ def build_method(name: str, **kwargs) -> SSLMethod:
     if unknown:
         raise TypeError(f"unknown method argument(s) {sorted(unknown)}; known: {sorted(known_anywhere)}")
     accepted = set(inspect.signature(cls.__init__).parameters)
-    return cls(**{k: v for k, v in kwargs.items() if k in accepted}, **fixed)
+    return cls(**{**{k: v for k, v in kwargs.items() if k in accepted}, **fixed})  # the method's name wins

@@ -5,6 +5,7 @@ from .cross_scale_attention import CrossScaleAttention, CrossScaleReduction, Cro
 from .finetune import init_encoder
 from .heads import MLPHead, build_projection_head
 from .resnet_encoder import ENCODER_CHANNELS, ResNetEncoder2D, ZeroPadShortcut, scriptable_shortcuts
+from .split_batchnorm import SplitBatchNorm2d, deinterleave, interleave, use_split_batchnorm
 from .weights import atomic_save, extract_encoder_state, load_encoder
 
 __all__ = [
@@ -22,4 +23,8 @@ __all__ = [
     "extract_encoder_state",
     "load_encoder",
     "init_encoder",
+    "SplitBatchNorm2d",
+    "use_split_batchnorm",
+    "interleave",
+    "deinterleave",
 ]

@@ -6,6 +6,9 @@ keys/values come from a half-resolution map built by depth-wise convolutions at 
 
 from __future__ import annotations
 
+import math
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -55,6 +58,10 @@ class CrossScaleAttention(nn.Module):
         kv_mode: ``"cross_scale"`` or ``"full"``.
 
     Shapes: ``forward(tokens (B, H*W, d), hw=(H, W)) -> (B, H*W, d)``.
+
+    CSA needs a map of at least 3x3 (a 2x2 key/value grid): on a 2x2 map (ResNet C5 at 64 px) there is one key/value
+    token, every query gets the same output and CsTP reduces to an MLP on the mean token. Such a map draws a
+    ``UserWarning`` (once per module).
     """
 
     def __init__(self, dim: int, num_heads: int = 8, kv_mode: str = "cross_scale") -> None:
@@ -69,11 +76,13 @@ class CrossScaleAttention(nn.Module):
         self.kv = nn.Linear(dim, 2 * dim)
         self.proj = nn.Linear(dim, dim)
         self.reduction = CrossScaleReduction(dim) if kv_mode == "cross_scale" else None
+        self._warned = False
 
     def forward(self, tokens: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         b, n, d = tokens.shape
         kv_tokens = tokens
         if self.reduction is not None:
+            self._check_grid(hw)
             grid = tokens.transpose(1, 2).reshape(b, d, hw[0], hw[1])
             kv_tokens = self.reduction(grid).flatten(2).transpose(1, 2)
         heads = self.num_heads
@@ -81,6 +90,18 @@ class CrossScaleAttention(nn.Module):
         k, v = self.kv(kv_tokens).reshape(b, -1, 2, heads, d // heads).permute(2, 0, 3, 1, 4)
         out = F.scaled_dot_product_attention(q, k, v)
         return self.proj(out.transpose(1, 2).reshape(b, n, d))
+
+    def _check_grid(self, hw: tuple[int, int]) -> None:
+        kv = (math.ceil(hw[0] / 2), math.ceil(hw[1] / 2))
+        if (kv[0] < 2 or kv[1] < 2) and not self._warned:
+            self._warned = True
+            warnings.warn(
+                f"cross-scale attention on a {hw[0]}x{hw[1]} map has a {kv[0]}x{kv[1]} key/value grid: with fewer "
+                "than 2x2 key/value tokens every query gets the same output and CsTP is an MLP on the mean token. "
+                "Use images of at least 96 px for ResNet C5 (the cpu preset pre-trains at 128 px: C5 4x4).",
+                UserWarning,
+                stacklevel=3,
+            )
 
 
 class CrossScaleTokenProjection(nn.Module):

@@ -7,6 +7,7 @@ import os
 
 from torch import nn
 
+from .resnet_encoder import scriptable_shortcuts
 from .weights import load_encoder
 
 __all__ = ["init_encoder"]
@@ -23,10 +24,13 @@ def init_encoder(
     The checkpoint may be the dcl_pretrain export (``models/encoder.pt``), a whole pre-training checkpoint or a
     downstream checkpoint; GPU-saved weights load on a CPU. Freezing sets ``requires_grad=False`` on the encoder's
     parameters (the optimiser then skips them) and keeps its BatchNorm statistics fixed (the encoder always runs in eval mode).
-    Returns ``network``.
+    MONAI's ResNet-18/34 'A' shortcuts (``torch.cat([out.data, zeros])``, which cuts the gradient of the identity
+    path at the first block of layers 2-4) are replaced by the equivalent :class:`ZeroPadShortcut`, as in the
+    pre-training encoder, so the fine-tuned encoder trains as it was pre-trained. Returns ``network``.
     """
     if not hasattr(network, "encoder"):
         raise AttributeError(f"{type(network).__name__} has no .encoder to initialise")
+    scriptable_shortcuts(network)
     if pretrained_encoder:
         load_encoder(network, pretrained_encoder)
         logger.info("encoder initialised from %s", pretrained_encoder)

@@ -10,14 +10,22 @@ __all__ = ["MLPHead", "build_projection_head"]
 
 
 class MLPHead(nn.Module):
-    """``num_layers`` Linear layers with BatchNorm + ReLU between them (SimCLR / MoCo-v2 / SimSiam heads).
+    """``num_layers`` Linear layers with BatchNorm + ReLU between them (SimCLR / SimSiam heads), or ReLU alone with
+    ``batch_norm=False`` (the MoCo-v2 projector: ``Linear -> ReLU -> Linear``, as MoCo-v2's code, lightly's
+    ``MoCoProjectionHead`` and solo-learn's ``mocov2plus``).
 
     A 4-D input is global-average pooled first. ``last_bn`` adds a BatchNorm1d after the last Linear
     (SimSiam projector). Shapes: ``(B, C[, H, W]) -> (B, out_dim)``.
     """
 
     def __init__(
-        self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 2, last_bn: bool = False
+        self,
+        in_dim: int,
+        hidden_dim: int,
+        out_dim: int,
+        num_layers: int = 2,
+        last_bn: bool = False,
+        batch_norm: bool = True,
     ) -> None:
         super().__init__()
         if num_layers < 1:
@@ -26,9 +34,11 @@ class MLPHead(nn.Module):
         layers: list[nn.Module] = []
         for i in range(num_layers):
             last = i == num_layers - 1
-            layers.append(nn.Linear(dims[i], dims[i + 1], bias=last and not last_bn))  # BN follows otherwise
+            bn_follows = (batch_norm and not last) or (last and last_bn)
+            layers.append(nn.Linear(dims[i], dims[i + 1], bias=not bn_follows))
             if not last:
-                layers += [nn.BatchNorm1d(dims[i + 1]), nn.ReLU(inplace=True)]
+                layers += [nn.BatchNorm1d(dims[i + 1])] if batch_norm else []
+                layers.append(nn.ReLU(inplace=True))
             elif last_bn:
                 layers.append(nn.BatchNorm1d(dims[i + 1], affine=False))
         self.layers = nn.Sequential(*layers)

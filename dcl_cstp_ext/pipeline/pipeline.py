@@ -31,7 +31,8 @@ logger = logging.getLogger("dcl_cstp.pipeline")
 
 #: initialisations the pipeline compares; "dcl_cstp_syn" is DCL-CsTP on real + synthetic images
 INITIALISATIONS = ("random", "simclr", "mocov2", "simsiam", "dcl_cstp", "dcl_cstp_syn")
-ABLATIONS = ("no_global", "no_local", "mlp_head", "plain_attention")
+#: the paper's four ablations, then ours: the local stream's target centred (METHOD.md, "The local stream's target")
+ABLATIONS = ("no_global", "no_local", "mlp_head", "plain_attention", "centred_target")
 #: DCL-CsTP pre-trained on the kept synthetic images alone (the ratio table's "synthetic only" row; not a default)
 SYNTHETIC_ONLY = "dcl_cstp_synonly"
 #: the fraction of generated images curation keeps (``ldm_synthesis`` ``configs/curate.json``; the paper's 50%)
@@ -176,7 +177,8 @@ def pretrain_stage(cfg: PipelineConfig, run: Path, name: str, method: str, synth
         "ckpt_dir": str(workdir / "models"),
         "method": method,
         "in_channels": task["in_channels"],
-        "queue_size": spec.get("queue_size", task["queue_size"]),
+        "queue_size_cap": task["queue_size_cap"],
+        **({"queue_size": spec["queue_size"]} if "queue_size" in spec else {}),
         **_split(cfg),
         **_device(cfg),
         **spec.get("overrides", {}),

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 __all__ = ["TASKS", "PRESETS", "task_spec", "preset_spec"]
 
-#: task -> downstream bundle, image channels, memory-bank size (METHOD.md: 4096 classification, 512 segmentation),
+#: task -> downstream bundle, image channels, the largest memory bank (the paper's 4096 classification, 512 segmentation;
+#: the bundle derives the size from the data, ``dcl_cstp_ext.methods.derive_queue_size``),
 #: and the data options of the downstream bundle's split (its ``configs/train.json``), with which the pipeline
 #: writes the run's one split
 TASKS: dict[str, dict] = {
-    "pneumonia_cls": {"bundle": "pneumonia_cls", "in_channels": 1, "queue_size": 4096, "kind": "classification",
+    "pneumonia_cls": {"bundle": "pneumonia_cls", "in_channels": 1, "queue_size_cap": 4096, "kind": "classification",
                       "split": {}},
-    "isic_seg": {"bundle": "isic_seg", "in_channels": 3, "queue_size": 512, "kind": "segmentation",
+    "isic_seg": {"bundle": "isic_seg", "in_channels": 3, "queue_size_cap": 512, "kind": "segmentation",
                  "split": {"val_fraction": 0.2, "official_val_as_test": True}},
-    "kvasir_seg": {"bundle": "kvasir_seg", "in_channels": 3, "queue_size": 512, "kind": "segmentation",
+    "kvasir_seg": {"bundle": "kvasir_seg", "in_channels": 3, "queue_size_cap": 512, "kind": "segmentation",
                    "split": {"val_fraction": 0.2, "official_val_as_test": True}},
 }
 
@@ -35,7 +36,6 @@ PRESETS: dict[str, dict] = {
             "configs": ["presets/cpu.json"],
             "overrides": {"image_size": 48, "batch_size": 16, "max_epochs": 5, "num_workers": 0, "val_interval": 5,
                           "head_kwargs#dim": 128, "monitor_max_bank": 200, "monitor_max_query": 100},
-            "queue_size": 256,
         },
         "finetune": {
             "configs": ["presets/cpu.json"],
@@ -55,7 +55,6 @@ PRESETS: dict[str, dict] = {
             "configs": ["presets/cpu.json"],
             "overrides": {"image_size": 32, "batch_size": 16, "max_epochs": 1, "num_workers": 0, "val_interval": 1,
                           "head_kwargs#dim": 32, "monitor_max_bank": 32, "monitor_max_query": 16},
-            "queue_size": 64,
         },
         "finetune": {
             "configs": ["presets/cpu.json"],
