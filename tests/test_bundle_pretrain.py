@@ -22,7 +22,6 @@ TINY = {
     "batch_size": 4,
     "num_workers": 0,
     "queue_size": 16,
-    "bn_splits": 2,
     "head_kwargs#dim": 32,
     "monitor_max_bank": 16,
     "monitor_max_query": 8,

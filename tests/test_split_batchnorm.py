@@ -67,3 +67,18 @@ def test_query_and_key_share_batch_statistics_with_different_images(name):
     with torch.no_grad():
         model.momentum_forward(x)
     assert torch.equal(seen[0], interleave(x, 2))
+
+
+def test_split_count_rule_and_a_bad_batch_is_refused_before_training(tmp_path, demo_data):
+    from conftest import run_bundle
+
+    from dcl_cstp_ext.networks import bn_splits_for
+
+    assert [bn_splits_for(b) for b in (128, 64, 32, 48, 16, 4)] == [8, 4, 2, 3, 1, 1]
+    with pytest.raises(Exception) as err:
+        run_bundle("dcl_pretrain", ["train.json"], method="mocov2", backbone="resnet18", image_size=32, batch_size=6,
+                   bn_splits=4, num_workers=0, device="cpu", amp=False, max_epochs=1,
+                   dataset_dir=str(demo_data["kvasir_seg"]), output_dir=str(tmp_path / "eval"),
+                   ckpt_dir=str(tmp_path / "models"))
+    assert "batch_size 6 is not divisible by bn_splits 4" in repr(err.value) + repr(err.value.__cause__)
+    assert not (tmp_path / "models" / "checkpoint.pt").exists()

@@ -60,6 +60,7 @@ class PretrainTrainer(Trainer):
             amp=amp,
             decollate=False,
         )
+        _check_bn_splits(network, train_data_loader)
         self.network = network
         self.optimizer = optimizer
         self.view_keys = tuple(view_keys)
@@ -92,3 +93,12 @@ class PretrainTrainer(Trainer):
         result = {k: float(v) for k, v in out.items()}
         result["lr"] = self.optimizer.param_groups[0]["lr"]
         return result
+
+
+def _check_bn_splits(network: torch.nn.Module, loader) -> None:
+    """Refuse, before any step, a batch size that the method's split BatchNorm groups do not divide."""
+    splits = getattr(getattr(network, "module", network), "bn_splits", 1)
+    batch = getattr(loader, "batch_size", None)
+    if splits > 1 and batch and batch % splits:
+        raise ValueError(f"batch_size {batch} is not divisible by bn_splits {splits} (the split BatchNorm groups); "
+                         "set bn_splits to a divisor of the batch size, or 1 to switch it off")

@@ -5,7 +5,7 @@ from .cross_scale_attention import CrossScaleAttention, CrossScaleReduction, Cro
 from .finetune import init_encoder
 from .heads import MLPHead, build_projection_head
 from .resnet_encoder import ENCODER_CHANNELS, ResNetEncoder2D, ZeroPadShortcut, scriptable_shortcuts
-from .split_batchnorm import SplitBatchNorm2d, deinterleave, interleave, use_split_batchnorm
+from .split_batchnorm import SplitBatchNorm2d, bn_splits_for, deinterleave, interleave, use_split_batchnorm
 from .weights import atomic_save, extract_encoder_state, load_encoder
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "load_encoder",
     "init_encoder",
     "SplitBatchNorm2d",
+    "bn_splits_for",
     "use_split_batchnorm",
     "interleave",
     "deinterleave",

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["SplitBatchNorm2d", "use_split_batchnorm", "interleave", "deinterleave"]
+__all__ = ["SplitBatchNorm2d", "bn_splits_for", "use_split_batchnorm", "interleave", "deinterleave"]
 
 
 class SplitBatchNorm2d(nn.BatchNorm2d):
@@ -44,6 +44,14 @@ class SplitBatchNorm2d(nn.BatchNorm2d):
             self.running_mean.copy_(mean.view(s, c).mean(0))
             self.running_var.copy_(var.view(s, c).mean(0))
         return out.reshape(b // s, s, c, h, w).transpose(0, 1).reshape(b, c, h, w)
+
+
+def bn_splits_for(batch_size: int, group: int = 16, max_splits: int = 8) -> int:
+    """The most groups (at most ``max_splits``) of at least ``group`` images that divide ``batch_size`` evenly:
+    128 -> 8, 64 -> 4, 32 -> 2, 16 or fewer -> 1 (no split)."""
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    return max([s for s in range(1, max_splits + 1) if batch_size % s == 0 and batch_size // s >= group], default=1)
 
 
 def use_split_batchnorm(module: nn.Module, num_splits: int) -> nn.Module:
