@@ -191,6 +191,9 @@ def test_bundle_derives_the_queue_size_caches_larger_than_the_views_and_scales_t
         parser[k] = v
     n = len(parser.get_parsed_content("pretrain_items"))
     net = parser.get_parsed_content("network_def")
+    assert net.queue.size == 4096  # built without the data (the zoo's checks build it so): the cap
+    for expr in parser["initialize"]:
+        parser.get_parsed_content("initialize#" + str(parser["initialize"].index(expr)))
     assert net.queue.size == min(4096, n // 2) < n
     assert parser.get_parsed_content("cache_size") == 64
     item = parser.get_parsed_content("train#cache")[0]

@@ -3,7 +3,7 @@
 from .base import MomentumMethod, SSLMethod, collapse_std
 from .baselines import MoCoV2, SimCLR, SimSiam
 from .dcl_cstp import DCLCsTP
-from .factory import METHODS, build_method
+from .factory import METHODS, build_method, fit_queue_to_data
 from .memory_bank import MemoryBank, derive_queue_size, gather_from_all_ranks, resolve_queue_size
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "DCLCsTP",
     "METHODS",
     "build_method",
+    "fit_queue_to_data",
     "MemoryBank",
     "gather_from_all_ranks",
     "derive_queue_size",

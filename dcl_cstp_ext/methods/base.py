@@ -133,6 +133,15 @@ class MomentumMethod(SSLMethod):
     def init_queue(self, size: int, dim: int) -> None:
         self.queue = MemoryBank(size, dim)
 
+    def resize_queue(self, size: int) -> None:
+        """Replace the (still empty) memory bank by one of ``size`` keys, on the same device."""
+        if self.queue is None or self.queue.size == size:
+            return
+        if (self.queue.index != -1).any():
+            raise RuntimeError("resize_queue: the memory bank already holds keys")
+        device = self.queue.bank.device
+        self.queue = MemoryBank(size, self.queue.bank.shape[1]).to(device)
+
     @torch.no_grad()
     def momentum_update(self) -> None:
         """``w_m <- m * w_m + (1 - m) * w`` for every parameter of every momentum copy."""

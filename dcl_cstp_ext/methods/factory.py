@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from .base import SSLMethod
+from .base import MomentumMethod, SSLMethod
+from .memory_bank import resolve_queue_size
 from .baselines import MoCoV2, SimCLR, SimSiam
 from .dcl_cstp import DCLCsTP
 
-__all__ = ["METHODS", "build_method"]
+__all__ = ["METHODS", "build_method", "fit_queue_to_data"]
 
 #: name -> (class, fixed keyword arguments); the ablations are DCL-CsTP with one part switched off or swapped
 METHODS: dict[str, tuple[type[SSLMethod], dict]] = {
@@ -44,3 +45,14 @@ def build_method(name: str, **kwargs) -> SSLMethod:
         raise TypeError(f"unknown method argument(s) {sorted(unknown)}; known: {sorted(known_anywhere)}")
     accepted = set(inspect.signature(cls.__init__).parameters)
     return cls(**{**{k: v for k, v in kwargs.items() if k in accepted}, **fixed})  # the method's name wins
+
+
+def fit_queue_to_data(num_images: int, method: SSLMethod, queue_size: int | None, cap: int) -> SSLMethod:
+    """Size ``method``'s memory bank for a data set of ``num_images``: ``queue_size`` when set, else
+    :func:`~dcl_cstp_ext.methods.derive_queue_size` ``(num_images, cap)``; methods without a bank are unchanged.
+
+    The bundle calls this in ``initialize``, so that ``network_def`` itself builds without any data (as the model
+    zoo's checks build it) and the bank has its size before a checkpoint is loaded into it. Returns ``method``."""
+    if isinstance(method, MomentumMethod):
+        method.resize_queue(resolve_queue_size(queue_size, num_images, cap))
+    return method
