@@ -83,7 +83,7 @@ class CLI:
 
         --methods: initialisations to compare (random, simclr, mocov2, simsiam, dcl_cstp, dcl_cstp_syn; also
         dcl_cstp_synonly: pre-trained on the kept synthetic images alone); --ratios 0.1,0.5,1: extra DCL-CsTP +
-        synthetic runs (the ratio table); --ablations: no_global, no_local, mlp_head, plain_attention;
+        synthetic runs (the ratio table); --ablations: no_global, no_local, mlp_head, plain_attention (the paper's) and centred_target (ours);
         --label-fractions 1,0.1: fine-tune on 100% and 10% of the training labels; --seeds 0,1,2: fine-tuning seeds (mean +- std); --overrides '{"pretrain": {"max_epochs": 5}, "finetune":
         {"datalist_kwargs": {"num_classes": 3}}}': bundle overrides per stage kind (ldm, pretrain, finetune) after the
         preset's (a JSON string or file); --keep-checkpoints: keep finished stages' resume checkpoints (by default

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from .base import MomentumMethod, SSLMethod
-from .memory_bank import resolve_queue_size
 from .baselines import MoCoV2, SimCLR, SimSiam
 from .dcl_cstp import DCLCsTP
+from .memory_bank import resolve_queue_size
 
 __all__ = ["METHODS", "build_method", "fit_queue_to_data"]
 
