@@ -92,7 +92,9 @@ def _probe_segmentation(dl, encoders, sizes, backbone, in_channels, seed, json_p
             monitor = build_knn_monitor(enc, dl, size, in_channels, max_bank=len(dl["training"]),
                                         max_query=len(dl["validation"]), seed=seed)
             engine = SimpleNamespace(state=SimpleNamespace(device="cpu", metrics={}, epoch=0))
-            row = {"encoder": name, "image_size": size, "knn_accuracy": monitor(engine),
+            acc, n = monitor(engine), len(dl["validation"])
+            row = {"encoder": name, "image_size": size, "knn_accuracy": acc, "queries": n,
+                   "binomial_se": (acc * (1 - acc) / n) ** 0.5,  # the noise of one accuracy on n queries
                    "majority_class_accuracy": engine.state.metrics["knn_chance"]}
             print(row, flush=True)
             results.append(row)
