@@ -85,6 +85,8 @@ class KeepFixedLR:
         _restore_fixed(self.optimizer)
 
     def __getattr__(self, name: str):
+        if name == "scheduler":  # not set yet (copy, unpickling): no recursion
+            raise AttributeError(name)
         return getattr(self.scheduler, name)
 
 
