@@ -1,6 +1,7 @@
 """Engines: the shared training step, the pre-training trainer, k-NN monitor, checkpoints and handlers."""
 
 from .checkpoint import ResumableCheckpoint, RNGState
+from .distributed import close_process_group
 from .embeddings import write_embeddings
 from .handlers import EncoderExport, EpochSummary, ProgressBarHandler, is_main_process
 from .knn_monitor import KNNMonitor, build_knn_monitor, extract_features, knn_predict, lesion_size_labels, monitor_split
@@ -12,6 +13,7 @@ from .tracking import mlflow_compatible
 
 __all__ = [
     "ResumableCheckpoint",
+    "close_process_group",
     "RNGState",
     "write_embeddings",
     "EncoderExport",
