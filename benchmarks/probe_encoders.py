@@ -4,6 +4,13 @@ the bank being (a seeded subset of) the training split. Classification data: its
 with a mask): lesion-size tertiles, as the pre-training monitor (``dcl_cstp_ext.engines.build_knn_monitor``).
 Writes JSON.
 
+``--protocol cv``: every labelled image of the split file (training + validation) is a query once, over 5 stratified
+folds, by the weighted k-NN vote and by a linear probe (``dcl_cstp_ext.engines.frozen_probe``); each encoder is
+compared with the first one (``random``) image by image: the difference with a paired bootstrap 95% interval and a
+McNemar p-value.
+
+    python benchmarks/probe_encoders.py --protocol cv --dataset-dir ../shared/data/isic2018 --in-channels 3 \
+        --image-sizes 128 --encoders random,RUN_DIR/pretrain/simclr/models/encoder.pt --split-file RUN_DIR/splits/isic_seg.json
     python benchmarks/probe_encoders.py --dataset-dir DIR --encoders random,runs/.../encoder.pt --image-sizes 64,128 \
         --datalist-kwargs '{"num_classes": 3}' --split-file RUN_DIR/splits/pneumonia_cls.json --json-path out.json
     python benchmarks/probe_encoders.py --dataset-dir ../shared/data/kvasir-seg --in-channels 3 --image-sizes 96,128 \
@@ -52,10 +59,14 @@ def _features(encoder, items, image_size, channels, batch_size=64):
 
 def probe(dataset_dir: str, encoders: str = "random", image_sizes="64,128", backbone: str = "resnet18",
           in_channels: int = 1, max_bank: int = 2000, seed: int = 0, datalist_kwargs=None, json_path: str | None = None,
-          split_file: str | None = None):
+          split_file: str | None = None, protocol: str = "split", folds: int = 5):
     sizes = [int(s) for s in str(image_sizes).split(",")] if not isinstance(image_sizes, (tuple, list)) else list(image_sizes)
     kw = json.loads(datalist_kwargs) if isinstance(datalist_kwargs, str) else (datalist_kwargs or {})
     dl = build_datalist("auto", dataset_dir, seed=seed, split_file=split_file, **kw)
+    if protocol == "cv":
+        return _probe_cross_validated(dl, encoders, sizes, backbone, in_channels, seed, folds, json_path, dataset_dir)
+    if protocol != "split":
+        raise ValueError(f"unknown protocol {protocol!r}: expected 'split' or 'cv'")
     if not isinstance(dl["training"][0].get("label"), (int, np.integer)):
         return _probe_segmentation(dl, encoders, sizes, backbone, in_channels, seed, json_path, dataset_dir)
     rng = np.random.default_rng(seed)
@@ -100,6 +111,59 @@ def _probe_segmentation(dl, encoders, sizes, backbone, in_channels, seed, json_p
             results.append(row)
     return _write({"dataset_dir": dataset_dir, "backbone": backbone, "labels": "lesion-size tertiles",
                    "results": results}, json_path)
+
+
+def _labelled_items(dl):
+    """Every labelled item of the split (training + validation, never a test split) with its probe label: the class,
+    or the lesion-size tertile over all of them."""
+    from dcl_cstp_ext.engines import lesion_size_labels
+
+    items = list(dl["training"]) + list(dl.get("validation") or [])
+    if isinstance(items[0]["label"], (int, np.integer)):
+        return [{"image": it["image"], "label": int(it["label"])} for it in items], "classes"
+    labels, _ = lesion_size_labels([it["label"] for it in items])
+    return [{"image": it["image"], "label": lab} for it, lab in zip(items, labels)], "lesion-size tertiles"
+
+
+def _probe_cross_validated(dl, encoders, sizes, backbone, in_channels, seed, folds, json_path, dataset_dir):
+    from dcl_cstp_ext.data import make_cached_dataset
+    from dcl_cstp_ext.engines.frozen_probe import (
+        cross_validated_knn,
+        cross_validated_linear,
+        paired_difference,
+        probe_folds,
+    )
+
+    items, kind = _labelled_items(dl)
+    labels = np.array([it["label"] for it in items])
+    num_classes, fold = int(labels.max()) + 1, probe_folds(labels, folds, seed)
+    results = []
+    for size in sizes:
+        t0 = time.perf_counter()
+        ds = make_cached_dataset(items, classification_preprocess(image_size=size, channels=in_channels))
+        loader = DataLoader(ds, batch_size=64, num_workers=0)
+        print(f"{len(items)} images decoded at {size} px in {time.perf_counter() - t0:.0f} s", flush=True)
+        reference = {}
+        for name, enc in _encoders(encoders, backbone, in_channels, seed):
+            t0 = time.perf_counter()
+            feats = extract_features(enc, loader, "cpu")[0].numpy()
+            row = {"encoder": name, "image_size": size, "images": len(items), "folds": folds}
+            for probe_name, correct in (("knn", cross_validated_knn(feats, labels, fold, num_classes)),
+                                        ("linear", cross_validated_linear(feats, labels, fold))):
+                acc = float(correct.mean())
+                row[f"{probe_name}_accuracy"] = 100 * acc
+                row[f"{probe_name}_binomial_se"] = 100 * (acc * (1 - acc) / len(correct)) ** 0.5
+                if probe_name in reference:
+                    row[f"{probe_name}_vs_{reference['name']}"] = paired_difference(correct, reference[probe_name])
+                else:
+                    reference[probe_name] = correct
+            reference.setdefault("name", name)
+            row["seconds"] = round(time.perf_counter() - t0, 1)
+            print(row, flush=True)
+            results.append(row)
+    chance = 100 * float(np.bincount(labels).max() / len(labels))
+    return _write({"dataset_dir": dataset_dir, "backbone": backbone, "protocol": f"{folds}-fold cross-validation",
+                   "labels": kind, "majority_class_accuracy": chance, "results": results}, json_path)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from .checkpoint import ResumableCheckpoint, RNGState
 from .distributed import close_process_group
 from .embeddings import write_embeddings
+from .frozen_probe import cross_validated_knn, cross_validated_linear, paired_difference, probe_folds
 from .handlers import EncoderExport, EpochSummary, ProgressBarHandler, is_main_process
 from .knn_monitor import KNNMonitor, build_knn_monitor, extract_features, knn_predict, lesion_size_labels, monitor_split
 from .optim import METHOD_LR, KeepFixedLR, build_lr_scheduler, build_optimizer, method_lr
@@ -20,6 +21,10 @@ __all__ = [
     "EpochSummary",
     "ProgressBarHandler",
     "is_main_process",
+    "cross_validated_knn",
+    "cross_validated_linear",
+    "paired_difference",
+    "probe_folds",
     "KNNMonitor",
     "build_knn_monitor",
     "extract_features",
