@@ -5,9 +5,10 @@ with a mask): lesion-size tertiles, as the pre-training monitor (``dcl_cstp_ext.
 Writes JSON.
 
 ``--protocol cv``: every labelled image of the split file (training + validation) is a query once, over 5 stratified
-folds, by the weighted k-NN vote and by a linear probe (``dcl_cstp_ext.engines.frozen_probe``); each encoder is
-compared with the first one (``random``) image by image: the difference with a paired bootstrap 95% interval and a
-McNemar p-value.
+folds, by the weighted k-NN vote and by a linear probe on the pooled feature and, for segmentation data, by a dense
+linear probe of the mask from the C3-C5 maps (per-image Dice; ``dcl_cstp_ext.engines.frozen_probe``); each encoder
+is compared with the first one (``random``) image by image: the difference with a paired bootstrap 95% interval and
+a McNemar (accuracies) or Wilcoxon signed-rank (Dice) p-value.
 
     python benchmarks/probe_encoders.py --protocol cv --dataset-dir ../shared/data/isic2018 --in-channels 3 \
         --image-sizes 128 --encoders random,RUN_DIR/pretrain/simclr/models/encoder.pt --split-file RUN_DIR/splits/isic_seg.json
@@ -114,49 +115,74 @@ def _probe_segmentation(dl, encoders, sizes, backbone, in_channels, seed, json_p
 
 
 def _labelled_items(dl):
-    """Every labelled item of the split (training + validation, never a test split) with its probe label: the class,
-    or the lesion-size tertile over all of them."""
+    """Every labelled item of the split (training + validation, never a test split) with its probe label (the class,
+    or the lesion-size tertile over all of them) and, for segmentation data, its mask as ``mask``."""
     from dcl_cstp_ext.engines import lesion_size_labels
 
     items = list(dl["training"]) + list(dl.get("validation") or [])
     if isinstance(items[0]["label"], (int, np.integer)):
         return [{"image": it["image"], "label": int(it["label"])} for it in items], "classes"
     labels, _ = lesion_size_labels([it["label"] for it in items])
-    return [{"image": it["image"], "label": lab} for it, lab in zip(items, labels)], "lesion-size tertiles"
+    return ([{"image": it["image"], "mask": it["label"], "label": lab} for it, lab in zip(items, labels)],
+            "lesion-size tertiles")
+
+
+def _score(row, name, values, reference, is_accuracy=True):
+    """``row[name]`` (mean x100, with its binomial SE for accuracies) and the paired comparison with the reference
+    encoder's values (kept in ``reference`` by the first encoder)."""
+    from dcl_cstp_ext.engines.frozen_probe import paired_difference
+
+    mean = float(np.mean(values))
+    row[name] = 100 * mean
+    if is_accuracy:
+        row[f"{name}_binomial_se"] = 100 * (mean * (1 - mean) / len(values)) ** 0.5
+    else:
+        row[f"{name}_se"] = 100 * float(np.std(values, ddof=1) / len(values) ** 0.5)
+    if name in reference:
+        row[f"{name}_vs_{reference['name']}"] = paired_difference(values, reference[name])
+    else:
+        reference[name] = values
 
 
 def _probe_cross_validated(dl, encoders, sizes, backbone, in_channels, seed, folds, json_path, dataset_dir):
-    from dcl_cstp_ext.data import make_cached_dataset
+    from monai.transforms import Compose, EnsureTyped
+
+    from dcl_cstp_ext.data import make_cached_dataset, segmentation_preprocess
     from dcl_cstp_ext.engines.frozen_probe import (
+        cross_validated_dense_linear,
         cross_validated_knn,
         cross_validated_linear,
-        paired_difference,
+        dense_features,
         probe_folds,
     )
 
     items, kind = _labelled_items(dl)
     labels = np.array([it["label"] for it in items])
     num_classes, fold = int(labels.max()) + 1, probe_folds(labels, folds, seed)
+    dense = "mask" in items[0]
     results = []
     for size in sizes:
         t0 = time.perf_counter()
-        ds = make_cached_dataset(items, classification_preprocess(image_size=size, channels=in_channels))
-        loader = DataLoader(ds, batch_size=64, num_workers=0)
+        if dense:  # one decode and one forward pass give the pooled and the dense features
+            seg = segmentation_preprocess(image_size=size, channels=in_channels, label_key="mask")
+            chain = Compose([seg, EnsureTyped("label", data_type="tensor", dtype=torch.long, track_meta=False)])
+        else:
+            chain = classification_preprocess(image_size=size, channels=in_channels)
+        loader = DataLoader(make_cached_dataset(items, chain), batch_size=64, num_workers=0)
         print(f"{len(items)} images decoded at {size} px in {time.perf_counter() - t0:.0f} s", flush=True)
         reference = {}
         for name, enc in _encoders(encoders, backbone, in_channels, seed):
             t0 = time.perf_counter()
-            feats = extract_features(enc, loader, "cpu")[0].numpy()
             row = {"encoder": name, "image_size": size, "images": len(items), "folds": folds}
-            for probe_name, correct in (("knn", cross_validated_knn(feats, labels, fold, num_classes)),
-                                        ("linear", cross_validated_linear(feats, labels, fold))):
-                acc = float(correct.mean())
-                row[f"{probe_name}_accuracy"] = 100 * acc
-                row[f"{probe_name}_binomial_se"] = 100 * (acc * (1 - acc) / len(correct)) ** 0.5
-                if probe_name in reference:
-                    row[f"{probe_name}_vs_{reference['name']}"] = paired_difference(correct, reference[probe_name])
-                else:
-                    reference[probe_name] = correct
+            if dense:
+                maps, masks, feats = dense_features(enc, loader, label_key="mask")
+                _score(row, "dense_dice", cross_validated_dense_linear(maps, masks, fold, seed=seed), reference,
+                       is_accuracy=False)
+                del maps
+            else:
+                feats = extract_features(enc, loader, "cpu")[0].numpy()
+            _score(row, "knn_accuracy", cross_validated_knn(feats, labels, fold, num_classes), reference)
+            _score(row, "linear_accuracy", cross_validated_linear(feats, labels, fold), reference)
             reference.setdefault("name", name)
             row["seconds"] = round(time.perf_counter() - t0, 1)
             print(row, flush=True)

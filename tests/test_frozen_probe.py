@@ -69,6 +69,54 @@ def test_paired_difference_by_hand():
         paired_difference(a, b[:5])
 
 
+def test_paired_difference_of_scores_uses_the_signed_rank_test():
+    from scipy.stats import wilcoxon
+
+    rng = np.random.default_rng(5)
+    a = rng.random(40)
+    b = a - 0.05 + 0.02 * rng.normal(size=40)
+    out = paired_difference(a, b)
+    assert out["difference"] == pytest.approx(100 * (a - b).mean())
+    assert out["wilcoxon_p"] == pytest.approx(wilcoxon(a, b).pvalue) and "mcnemar_p" not in out
+
+
+def test_dense_probe_finds_a_mask_that_one_channel_encodes_and_not_one_it_does_not():
+    """Features whose first channel is the mask: held-out Dice 1; features of pure noise: Dice far below."""
+    from dcl_cstp_ext.engines import cross_validated_dense_linear
+
+    rng = np.random.default_rng(0)
+    masks = np.zeros((30, 8, 8), dtype=bool)
+    for i in range(30):
+        r, c, s = rng.integers(0, 4), rng.integers(0, 4), rng.integers(2, 5)
+        masks[i, r : r + s, c : c + s] = True
+    noise = rng.normal(size=(30, 6, 8, 8)).astype(np.float32)
+    informative = noise.copy()
+    informative[:, 0] = masks + 0.05 * noise[:, 0]
+    fold = np.arange(30) % 3
+    np.testing.assert_allclose(cross_validated_dense_linear(informative, masks, fold, pixels_per_image=32), 1.0)
+    assert cross_validated_dense_linear(noise, masks, fold, pixels_per_image=32).mean() < 0.5
+
+
+def test_dense_features_share_one_grid_and_the_pooled_feature(tmp_path):
+    import torch
+
+    from dcl_cstp_ext.engines import dense_features
+    from dcl_cstp_ext.networks import ResNetEncoder2D
+
+    torch.manual_seed(0)
+    enc = ResNetEncoder2D("resnet18", 3)
+    images = torch.rand(4, 3, 64, 64)
+    masks = torch.zeros(4, 1, 64, 64)
+    masks[:, :, :32, :] = 1  # top half: the top 4 of the 8 rows of the stride-8 grid
+    maps, grid_masks, pooled = dense_features(enc, [{"image": images, "label": masks}])
+    assert maps.shape == (4, 128 + 256 + 512, 8, 8) and grid_masks.shape == (4, 8, 8)
+    assert grid_masks[:, :4].all() and not grid_masks[:, 4:].any()
+    with torch.no_grad():
+        ref = enc.eval()(images)[1]
+    np.testing.assert_allclose(pooled, torch.nn.functional.normalize(ref, dim=1).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(maps[:, :128], enc(images)[0][2].detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_paired_interval_narrows_with_more_pairs():
     rng = np.random.default_rng(2)
     a, b = rng.random(2000) < 0.6, rng.random(2000) < 0.5
@@ -95,7 +143,8 @@ def test_probe_script_cross_validates_every_labelled_image(tmp_path, demo_data):
     first, second = report["results"]
     n_images = len(list((demo_data["kvasir_seg"] / "Kvasir-SEG" / "images").glob("*.jpg")))
     assert first["images"] == n_images and first["folds"] == 3
-    assert first["knn_accuracy"] == second["knn_accuracy"] and "knn_vs_random" not in first
-    for probe in ("knn", "linear"):
+    assert first["knn_accuracy"] == second["knn_accuracy"] and "knn_accuracy_vs_random" not in first
+    for probe in ("knn_accuracy", "linear_accuracy"):
         same = second[f"{probe}_vs_random"]
         assert (same["difference"], same["a_only"], same["b_only"], same["n"]) == (0.0, 0, 0, n_images)
+    assert 0 < first["dense_dice"] == second["dense_dice"] and second["dense_dice_vs_random"]["n"] == n_images

@@ -3,7 +3,14 @@
 from .checkpoint import ResumableCheckpoint, RNGState
 from .distributed import close_process_group
 from .embeddings import write_embeddings
-from .frozen_probe import cross_validated_knn, cross_validated_linear, paired_difference, probe_folds
+from .frozen_probe import (
+    cross_validated_dense_linear,
+    cross_validated_knn,
+    cross_validated_linear,
+    dense_features,
+    paired_difference,
+    probe_folds,
+)
 from .handlers import EncoderExport, EpochSummary, ProgressBarHandler, is_main_process
 from .knn_monitor import KNNMonitor, build_knn_monitor, extract_features, knn_predict, lesion_size_labels, monitor_split
 from .optim import METHOD_LR, KeepFixedLR, build_lr_scheduler, build_optimizer, method_lr
@@ -21,7 +28,9 @@ __all__ = [
     "EpochSummary",
     "ProgressBarHandler",
     "is_main_process",
+    "cross_validated_dense_linear",
     "cross_validated_knn",
+    "dense_features",
     "cross_validated_linear",
     "paired_difference",
     "probe_folds",
