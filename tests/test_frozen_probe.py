@@ -148,3 +148,26 @@ def test_probe_script_cross_validates_every_labelled_image(tmp_path, demo_data):
         same = second[f"{probe}_vs_random"]
         assert (same["difference"], same["a_only"], same["b_only"], same["n"]) == (0.0, 0, 0, n_images)
     assert 0 < first["dense_dice"] == second["dense_dice"] and second["dense_dice_vs_random"]["n"] == n_images
+
+
+def test_probe_table_and_forest_plot(tmp_path):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "plot_probe.py"
+    spec = importlib.util.spec_from_file_location("plot_probe", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    diff = {"difference": 2.5, "low": -0.5, "high": 5.25}
+    report = {"labels": "classes", "protocol": "5-fold cross-validation", "majority_class_accuracy": 48.5,
+              "results": [{"encoder": "random", "images": 10, "knn_accuracy": 70.0, "linear_accuracy": 71.0},
+                          {"encoder": "/r/chest_after/pretrain/simclr/models/encoder.pt", "images": 10,
+                           "knn_accuracy": 72.5, "linear_accuracy": 73.5, "knn_accuracy_vs_random": diff,
+                           "linear_accuracy_vs_random": diff}]}
+    (tmp_path / "probe_cv_chest.json").write_text(json.dumps(report))
+    table = module.markdown_table(report).splitlines()
+    assert table[2] == "| random | 70.0 |  | 71.0 |  |"
+    assert table[3] == "| simclr (chest_after) | 72.5 | +2.5 [-0.5, +5.2] | 73.5 | +2.5 [-0.5, +5.2] |"
+    module.plot(str(tmp_path / "probe_cv_chest.json"), figure=str(tmp_path / "f.png"))
+    assert (tmp_path / "f.png").stat().st_size > 5000

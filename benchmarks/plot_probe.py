@@ -1,0 +1,72 @@
+"""Tables and a forest plot of ``probe_encoders.py --protocol cv`` results: each encoder's probe scores and its paired
+difference from the random encoder with the 95% bootstrap interval.
+
+    python benchmarks/plot_probe.py benchmarks/results/probe_cv_{kvasir,isic,chest}.json --figure docs/figures/probe_cv.png
+
+An encoder path ``.../<run>/pretrain/<method>/models/encoder.pt`` is named ``<method> (<run>)``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import fire
+
+PROBES = {"knn_accuracy": "k-NN acc.", "linear_accuracy": "linear acc.", "dense_dice": "dense Dice"}
+
+
+def encoder_name(encoder: str) -> str:
+    if encoder == "random":
+        return "random"
+    parts = Path(encoder).parts
+    return f"{parts[-3]} ({parts[-5]})" if len(parts) >= 5 and parts[-4] == "pretrain" else encoder
+
+
+def markdown_table(report: dict) -> str:
+    """One row per encoder: each probe's score (x100) and, below the first encoder, its difference [95% interval]."""
+    probes = [p for p in PROBES if p in report["results"][0]]
+    head = "| encoder | " + " | ".join(f"{PROBES[p]} | vs random [95% CI]" for p in probes) + " |"
+    lines = [head, "| --- " * (1 + 2 * len(probes)) + "|"]
+    for row in report["results"]:
+        cells = [encoder_name(row["encoder"])]
+        for p in probes:
+            cells.append(f"{row[p]:.1f}")
+            d = row.get(f"{p}_vs_random")
+            cells.append(f"{d['difference']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}]" if d else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(*reports: str, figure: str | None = None) -> None:
+    loaded = [json.loads(Path(r).read_text()) for r in reports]
+    for path, rep in zip(reports, loaded):
+        print(f"## {path}: {rep['labels']}, {rep['protocol']}, {rep['results'][0]['images']} images, "
+              f"majority class {rep['majority_class_accuracy']:.1f}%\n")
+        print(markdown_table(rep), "\n")
+    if not figure:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(path, rep, p) for path, rep in zip(reports, loaded) for p in PROBES if p in rep["results"][0]]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6), dpi=110, squeeze=False)
+    for ax, (path, rep, p) in zip(axes[0], panels):
+        rows = [r for r in rep["results"] if f"{p}_vs_random" in r][::-1]
+        diffs = [r[f"{p}_vs_random"] for r in rows]
+        y = range(len(rows))
+        ax.errorbar([d["difference"] for d in diffs], y, fmt="o", color="C0", capsize=3,
+                    xerr=[[d["difference"] - d["low"] for d in diffs], [d["high"] - d["difference"] for d in diffs]])
+        ax.axvline(0, color="0.4", lw=1, ls="--")
+        ax.set_yticks(list(y), [encoder_name(r["encoder"]) for r in rows], fontsize=7)
+        ax.set_xlabel(f"{PROBES[p]} minus random (points)", fontsize=8)
+        ax.set_title(f"{Path(path).stem.replace('probe_cv_', '')}: random {rep['results'][0][p]:.1f}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(figure)
+    print(f"figure: {figure}")
+
+
+if __name__ == "__main__":
+    fire.Fire(plot)
