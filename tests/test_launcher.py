@@ -1,6 +1,6 @@
 """The cluster launcher (submitit): one job per stage after the stages it needs, done stages not submitted, the
-report last, SLURM's dependency options. Fake stages only write their DONE.json: no bundle runs (but the last
-test, marked slow, which runs the tiny pipeline through the local executor)."""
+report last, SLURM's dependency options. Fake stages only write their DONE.json: no bundle runs (but in the
+last test, marked slow, which runs the tiny pipeline through the local executor)."""
 
 from __future__ import annotations
 
@@ -163,6 +163,7 @@ def test_slurm_jobs_depend_on_the_jobs_of_what_they_need(tmp_path, submitit, mon
         assert "#SBATCH --gpus-per-node=1" in lines and "#SBATCH --time=30" in lines, name
         assert ("#SBATCH --kill-on-invalid-dep=yes" in lines) == (dependency(name) is not None), name
     assert not _runs(tmp_path)  # nothing ran here
+    assert executor.parameters["additional_parameters"] == {"account": "proj"}  # no dependency left behind
 
 
 def test_slurm_dependency_options():
@@ -205,7 +206,6 @@ def test_stage_job_runs_the_stage_skips_after_a_skipped_need_and_waits_out_a_bus
 
     monkeypatch.setattr(launcher, "run_stage", run_stage)
     monkeypatch.setattr(launcher, "wait_for_stage", lambda workdir: calls.append("waited"))
-    monkeypatch.setattr(launcher, "MARKER_WAIT_S", 0.0)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     need = tmp_path / "need"
     need.mkdir()
@@ -218,6 +218,11 @@ def test_stage_job_runs_the_stage_skips_after_a_skipped_need_and_waits_out_a_bus
     calls.clear()
     record = launcher.stage_job(st, {"lost": str(tmp_path / "lost")})
     assert record == {"stage": "b", "skipped": "it needs lost, which was skipped"} and not calls
+    monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")  # on a cluster the marker may show late: wait a while first
+    monkeypatch.setattr(launcher, "MARKER_WAIT_S", 0.3)
+    start = time.monotonic()
+    assert launcher.stage_job(st, {"lost": str(tmp_path / "lost")})["skipped"] and time.monotonic() - start >= 0.3
+    monkeypatch.delenv("SUBMITIT_EXECUTOR")
     empty = tmp_path / "curated"
     empty.mkdir()
     record = launcher.stage_job(_bundle_stage(tmp_path, "syn", synthetic_dir=str(empty)), {})
@@ -235,6 +240,20 @@ def test_report_job_lists_why_stages_did_not_run(tmp_path):
     skipped = json.loads((tmp_path / "skipped.json").read_text())
     assert set(skipped) == {"syn", "ft"} and "no synthetic image" in skipped["syn"]
     assert skipped["ft"] == "it needs syn, which was skipped"
+
+
+@pytest.mark.slow  # no bundle runs, but each job's process imports torch and MONAI (about 6 s each)
+def test_the_real_stage_and_report_jobs_run_as_local_jobs(tmp_path, submitit):
+    """stage_job and report_job themselves in submitit's processes (a stage skipped for its missing input: no
+    bundle runs)."""
+    empty = tmp_path / "curated"
+    empty.mkdir()
+    stages = [_bundle_stage(tmp_path, "syn", synthetic_dir=str(empty))]
+    jobs = launcher.submit_plan(stages, launcher.make_executor("local", tmp_path / "submitit"), poll_s=0.1,
+                                final=(launcher.report_job, str(tmp_path), stages, False))
+    results = launcher.wait_all(jobs)
+    assert "no synthetic image" in results["syn"]["skipped"] and results[launcher.FINAL] == str(tmp_path)
+    assert "no synthetic image" in json.loads((tmp_path / "skipped.json").read_text())["syn"]
 
 
 @pytest.mark.slow

@@ -37,8 +37,8 @@ KINDS = ("local", "slurm")
 FINAL = "final"
 #: local jobs are killed after this long (submitit's own default is 2 minutes)
 LOCAL_TIMEOUT_MIN = 30 * 24 * 60
-#: how long a job waits for a needed stage's DONE.json to show before taking that stage as skipped (a shared file
-#: system may show a file written on another node a little late)
+#: how long a SLURM job waits for a needed stage's DONE.json to show before taking that stage as skipped (a shared
+#: file system may show a file written on another node a little late); local jobs do not wait
 MARKER_WAIT_S = 60.0
 #: how often the local launcher looks at its jobs
 POLL_S = 1.0
@@ -117,7 +117,8 @@ def stage_job(stage: BundleStage, needs: dict[str, str], keep_checkpoints: bool 
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
-    lost = next((n for n, d in needs.items() if not _appears(Path(d) / "DONE.json", MARKER_WAIT_S)), None)
+    wait_s = MARKER_WAIT_S if os.environ.get("SUBMITIT_EXECUTOR") == "slurm" else 0.0
+    lost = next((n for n, d in needs.items() if not _appears(Path(d) / "DONE.json", wait_s)), None)
     reason = f"it needs {lost}, which was skipped" if lost else _missing_input(stage)
     if reason:
         logger.warning(f"[skip] {stage.name}: {reason}")
@@ -187,11 +188,14 @@ def submit_plan(stages: Sequence[BundleStage], executor, keep_checkpoints: bool 
 def _submit_slurm(executor, nodes: list) -> dict:
     base = dict(executor.parameters.get("additional_parameters") or {})  # the user's own sbatch options
     jobs = {}
-    for name, fn, args, needs in nodes:
-        ids = [jobs[n].job_id for n in needs if n in jobs]
-        _set_slurm_job(executor, f"dcl-cstp:{name}", {**base, **slurm_dependency(ids)})
-        jobs[name] = executor.submit(fn, *args)
-        logger.info(f"[sbatch] {name}: job {jobs[name].job_id}" + (f" after {', '.join(ids)}" if ids else ""))
+    try:
+        for name, fn, args, needs in nodes:
+            ids = [jobs[n].job_id for n in needs if n in jobs]
+            _set_slurm_job(executor, f"dcl-cstp:{name}", {**base, **slurm_dependency(ids)})
+            jobs[name] = executor.submit(fn, *args)
+            logger.info(f"[sbatch] {name}: job {jobs[name].job_id}" + (f" after {', '.join(ids)}" if ids else ""))
+    finally:
+        _set_slurm_job(executor, "dcl-cstp", base)  # the executor as it was, for another submission
     return jobs
 
 

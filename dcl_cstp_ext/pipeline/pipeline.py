@@ -9,6 +9,7 @@ logic is repeated here. Layout of ``RUN_DIR``::
     pretrain/<method>/{models,eval}/      one per pre-training initialisation
     finetune/<init>/lf<fraction>/seed<k>/{train,evaluate}/
     report.md, report.html, figures/
+    submitit/                     job pickles and logs (``--launcher slurm`` or ``local``: :mod:`.launcher`)
 """
 
 from __future__ import annotations
