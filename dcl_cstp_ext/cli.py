@@ -1,7 +1,8 @@
 """``dcl-cstp`` command line (python-fire).
 
     dcl-cstp demo [--out runs/demo]
-    dcl-cstp pipeline --task kvasir_seg --data-root DIR --preset {demo,cpu,paper} --out RUN_DIR
+    dcl-cstp pipeline --task kvasir_seg --data-root DIR --preset {demo,cpu,paper} --out RUN_DIR \
+        [--launcher {local-locks,local,slurm} --slurm-partition gpu --slurm-gpus 1]
     dcl-cstp report RUN_DIR
     dcl-cstp make-demo-data --out DIR [--seed 0]
     dcl-cstp bench pretrain --methods dcl_cstp,simsiam,mocov2,simclr --backbone resnet18 --image-size 64 \
@@ -78,7 +79,10 @@ class CLI:
     def pipeline(self, task: str, data_root: str, out: str, preset: str = "demo",
                  methods="random,simclr,mocov2,simsiam,dcl_cstp,dcl_cstp_syn", synthetic_ratio: float = 0.5,
                  ratios=(), ablations: bool = False, label_fractions=(1.0,), seeds=(0,), device: str | None = None,
-                 overrides=None, keep_checkpoints: bool = False, report: bool = True):
+                 overrides=None, keep_checkpoints: bool = False, report: bool = True, launcher: str = "local-locks",
+                 local_jobs: int = 1, slurm_partition: str | None = None, slurm_timeout_min: int | None = None,
+                 slurm_gpus: int | None = None, slurm_cpus: int | None = None, slurm_mem_gb: float | None = None,
+                 slurm_extra=None):
         """Run (or resume) the three stages for one task and write RUN_DIR/report.md and report.html.
 
         --methods: initialisations to compare (random, simclr, mocov2, simsiam, dcl_cstp, dcl_cstp_syn; also
@@ -90,7 +94,14 @@ class CLI:
         only their exported weights stay). Re-running the same command skips finished stages and
         resumes an interrupted one. The same command started more than once on one --out (say once per GPU,
         with --device cuda:0, cuda:1) shares the stages: each runs a stage no other process holds, and waits
-        for the stages it needs.
+        for the stages it needs (--launcher local-locks, the default).
+
+        --launcher slurm: submit each stage as a SLURM job (submitit; pip install submitit) that starts once the
+        jobs of the stages it reads have succeeded, and a last job that writes the report; the command returns
+        after submitting. --slurm-partition, --slurm-timeout-min, --slurm-gpus, --slurm-cpus, --slurm-mem-gb: each
+        job's resources (unset: the cluster's defaults); --slurm-extra '{"account": "proj"}': further sbatch
+        options. --launcher local: the same jobs as processes on this machine, at most --local-jobs at once; the
+        command waits for them. submitit's logs: RUN_DIR/submitit/.
         """
         from .pipeline import PipelineConfig, run_pipeline
 
@@ -101,7 +112,24 @@ class CLI:
             overrides=_json_arg(overrides), keep_checkpoints=bool(keep_checkpoints),
         )
         _log_to_stdout()
-        path = run_pipeline(cfg, report=report)
+        if launcher == "local-locks":
+            path = run_pipeline(cfg, report=report)
+        else:
+            from .pipeline.launcher import FINAL, KINDS, launch_pipeline, make_executor, wait_all
+
+            if launcher not in KINDS:
+                raise ValueError(f"--launcher must be local-locks, local or slurm, got {launcher!r}")
+            resources = {"timeout_min": _int(slurm_timeout_min), "gpus_per_node": _int(slurm_gpus),
+                         "cpus_per_task": _int(slurm_cpus), "partition": slurm_partition,
+                         "mem_gb": None if slurm_mem_gb is None else float(slurm_mem_gb),
+                         "slurm_extra": _json_arg(slurm_extra, "--slurm-extra") or None}
+            executor = make_executor(launcher, Path(out) / "submitit", **(resources if launcher == "slurm" else {}))
+            jobs = launch_pipeline(cfg, executor, report=report, max_running=int(local_jobs))
+            if launcher == "slurm":
+                print(f"submitted {len(jobs) - 1} stage job(s) and the report job {jobs[FINAL].job_id} "
+                      f"(squeue --me); logs: {executor.folder}")
+                return
+            path = wait_all(jobs)[FINAL]
         print(f"report: {path}" + (f" and {Path(path).with_suffix('.html')}" if report else ""))
 
     def report(self, run_dir: str):
@@ -151,8 +179,8 @@ class CLI:
             print(f"  {r}  (and {Path(r).with_suffix('.html')})")
 
 
-def _json_arg(value) -> dict:
-    """A dict given on the command line: fire's parsed dict, a JSON string, or a JSON file path."""
+def _json_arg(value, name: str = "--overrides") -> dict:
+    """A dict given on the command line (option ``name``): fire's parsed dict, a JSON string, or a JSON file path."""
     if value is None or isinstance(value, dict):
         return dict(value or {})
     text = str(value)
@@ -161,10 +189,14 @@ def _json_arg(value) -> dict:
     try:
         parsed = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"--overrides must be a JSON object or a JSON file, got {value!r}: {err}") from None
+        raise ValueError(f"{name} must be a JSON object or a JSON file, got {value!r}: {err}") from None
     if not isinstance(parsed, dict):
-        raise ValueError(f"--overrides must be a JSON object, got {value!r}")
+        raise ValueError(f"{name} must be a JSON object, got {value!r}")
     return parsed
+
+
+def _int(value) -> int | None:
+    return None if value is None else int(value)
 
 
 def _tuple(value, cast) -> tuple:

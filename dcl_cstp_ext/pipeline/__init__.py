@@ -1,4 +1,5 @@
-"""The main job: the three stages through the bundles, resumable, ending in a report."""
+"""The main job: the three stages through the bundles, resumable, ending in a report; on one machine (lock files)
+or as cluster jobs (:mod:`.launcher`, submitit)."""
 
 from .pipeline import INITIALISATIONS, PipelineConfig, plan, run_pipeline
 from .runner import BundleStage, bundles_dir, run_stage

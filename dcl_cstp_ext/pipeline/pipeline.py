@@ -9,6 +9,7 @@ logic is repeated here. Layout of ``RUN_DIR``::
     pretrain/<method>/{models,eval}/      one per pre-training initialisation
     finetune/<init>/lf<fraction>/seed<k>/{train,evaluate}/
     report.md, report.html, figures/
+    submitit/                     job pickles and logs (``--launcher slurm`` or ``local``: :mod:`.launcher`)
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from .lock import stage_lock, wait_for_stage
 from .presets import preset_spec, task_spec
 from .runner import BundleStage, StageBusy, run_stage
 
-__all__ = ["PipelineConfig", "run_pipeline", "run_stages", "INITIALISATIONS"]
+__all__ = ["PipelineConfig", "finish_run", "prepare_run", "run_pipeline", "run_stages", "INITIALISATIONS"]
 
 logger = logging.getLogger("dcl_cstp.pipeline")
 
@@ -316,21 +317,20 @@ def run_stages(stages: list[BundleStage], keep_checkpoints: bool = False) -> dic
     return skipped
 
 
-def run_pipeline(cfg: PipelineConfig, report: bool = True) -> Path:
-    """Run (or resume) every stage of :func:`plan`, then write the report. Returns the report path.
-
-    Several processes may run the same command on one ``--out`` folder: they share the stages (:func:`run_stages`).
-    """
+def prepare_run(cfg: PipelineConfig) -> Path:
+    """Write the run's own files before its stages: ``pipeline.json``, an entry of ``run_info.json``, the split."""
     run = Path(cfg.out)
     with stage_lock(run, blocking=True):  # the run's own files: one writer at a time when processes share the run
         (run / "pipeline.json").write_text(json.dumps(cfg.__dict__, indent=2, default=str))
         record_run(str(run), name="run_info.json", pipeline=cfg.__dict__)
         write_split(cfg)
-    start = time.perf_counter()
-    stages = plan(cfg)
-    logger.info(f"{len(stages)} stages for {cfg.task} ({cfg.preset} preset) in {run}")
-    skipped = run_stages(stages, keep_checkpoints=cfg.keep_checkpoints)
-    logger.info(f"all stages done in {time.perf_counter() - start:.0f}s")
+    return run
+
+
+def finish_run(run: str | Path, skipped: dict[str, str], report: bool = True) -> Path:
+    """Once every stage is done or skipped: write ``skipped.json`` and, with ``report``, the report (its path is
+    returned; the run folder without)."""
+    run = Path(run)
     with stage_lock(run, blocking=True):
         (run / "skipped.json").write_text(json.dumps(skipped, indent=2))
         if not report:
@@ -338,3 +338,18 @@ def run_pipeline(cfg: PipelineConfig, report: bool = True) -> Path:
         from .report import write_report
 
         return write_report(run)
+
+
+def run_pipeline(cfg: PipelineConfig, report: bool = True) -> Path:
+    """Run (or resume) every stage of :func:`plan`, then write the report. Returns the report path.
+
+    Several processes may run the same command on one ``--out`` folder: they share the stages (:func:`run_stages`).
+    On a cluster, :func:`~dcl_cstp_ext.pipeline.launcher.launch_pipeline` submits the stages as jobs instead.
+    """
+    run = prepare_run(cfg)
+    start = time.perf_counter()
+    stages = plan(cfg)
+    logger.info(f"{len(stages)} stages for {cfg.task} ({cfg.preset} preset) in {run}")
+    skipped = run_stages(stages, keep_checkpoints=cfg.keep_checkpoints)
+    logger.info(f"all stages done in {time.perf_counter() - start:.0f}s")
+    return finish_run(run, skipped, report)
