@@ -51,18 +51,24 @@ def plot(*reports: str, figure: str | None = None) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [(path, rep, p) for path, rep in zip(reports, loaded) for p in PROBES if p in rep["results"][0]]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6), dpi=110, squeeze=False)
-    for ax, (path, rep, p) in zip(axes[0], panels):
-        rows = [r for r in rep["results"] if f"{p}_vs_random" in r][::-1]
-        diffs = [r[f"{p}_vs_random"] for r in rows]
-        y = range(len(rows))
-        ax.errorbar([d["difference"] for d in diffs], y, fmt="o", color="C0", capsize=3,
-                    xerr=[[d["difference"] - d["low"] for d in diffs], [d["high"] - d["difference"] for d in diffs]])
-        ax.axvline(0, color="0.4", lw=1, ls="--")
-        ax.set_yticks(list(y), [encoder_name(r["encoder"]) for r in rows], fontsize=7)
-        ax.set_xlabel(f"{PROBES[p]} minus random (points)", fontsize=8)
-        ax.set_title(f"{Path(path).stem.replace('probe_cv_', '')}: random {rep['results'][0][p]:.1f}", fontsize=9)
+    cols = max(sum(p in rep["results"][0] for p in PROBES) for rep in loaded)
+    heights = [0.9 + 0.28 * len(rep["results"]) for rep in loaded]
+    fig, axes = plt.subplots(len(loaded), cols, figsize=(3.6 * cols, sum(heights)), dpi=110, squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for axrow, path, rep in zip(axes, reports, loaded):  # one row per data set, one column per probe
+        for ax, p in zip(axrow, [p for p in PROBES if p in rep["results"][0]]):
+            rows = [r for r in rep["results"] if f"{p}_vs_random" in r][::-1]
+            diffs = [r[f"{p}_vs_random"] for r in rows]
+            y = range(len(rows))
+            colors = ["C2" if d["low"] > 0 else "C3" if d["high"] < 0 else "0.45" for d in diffs]
+            for yi, d, c in zip(y, diffs, colors):
+                ax.errorbar(d["difference"], yi, xerr=[[d["difference"] - d["low"]], [d["high"] - d["difference"]]],
+                            fmt="o", color=c, capsize=3)
+            ax.axvline(0, color="0.4", lw=1, ls="--")
+            ax.set_yticks(list(y), [encoder_name(r["encoder"]) for r in rows], fontsize=7)
+            ax.set_xlabel(f"{PROBES[p]} minus random (points)", fontsize=8)
+            ax.set_title(f"{Path(path).stem.replace('probe_cv_', '')}: {PROBES[p]}, random "
+                         f"{rep['results'][0][p]:.1f}", fontsize=9)
     fig.tight_layout()
     fig.savefig(figure)
     print(f"figure: {figure}")
