@@ -7,7 +7,7 @@ Writes JSON.
 ``--protocol cv``: every labelled image of the split file (training + validation) is a query once, over 5 stratified
 folds, by the weighted k-NN vote and by a linear probe on the pooled feature and, for segmentation data, by a dense
 linear probe of the mask from the C3-C5 maps (per-image Dice; ``dcl_cstp_ext.engines.frozen_probe``); each encoder
-is compared with the first one (``random``) image by image: the difference with a paired bootstrap 95% interval and
+is compared with the first one (``random``; another first encoder is the reference, ``*_vs_reference``) image by image: the difference with a paired bootstrap 95% interval and
 a McNemar (accuracies) or Wilcoxon signed-rank (Dice) p-value.
 
     python benchmarks/probe_encoders.py --protocol cv --dataset-dir ../shared/data/isic2018 --in-channels 3 \
@@ -139,7 +139,8 @@ def _score(row, name, values, reference, is_accuracy=True):
     else:
         row[f"{name}_se"] = 100 * float(np.std(values, ddof=1) / len(values) ** 0.5)
     if name in reference:
-        row[f"{name}_vs_{reference['name']}"] = paired_difference(values, reference[name])
+        row[f"{name}_vs_{'random' if reference['name'] == 'random' else 'reference'}"] = paired_difference(
+            values, reference[name])
     else:
         reference[name] = values
 
@@ -189,7 +190,8 @@ def _probe_cross_validated(dl, encoders, sizes, backbone, in_channels, seed, fol
             results.append(row)
     chance = 100 * float(np.bincount(labels).max() / len(labels))
     return _write({"dataset_dir": dataset_dir, "backbone": backbone, "protocol": f"{folds}-fold cross-validation",
-                   "labels": kind, "majority_class_accuracy": chance, "results": results}, json_path)
+                   "labels": kind, "majority_class_accuracy": chance, "reference_encoder": results[0]["encoder"],
+                   "results": results}, json_path)
 
 
 if __name__ == "__main__":

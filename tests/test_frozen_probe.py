@@ -132,6 +132,8 @@ def test_probe_script_cross_validates_every_labelled_image(tmp_path, demo_data):
     import json
     from pathlib import Path
 
+    import torch
+
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "probe_encoders.py"
     spec = importlib.util.spec_from_file_location("probe_encoders", script)
     module = importlib.util.module_from_spec(spec)
@@ -148,6 +150,14 @@ def test_probe_script_cross_validates_every_labelled_image(tmp_path, demo_data):
         same = second[f"{probe}_vs_random"]
         assert (same["difference"], same["a_only"], same["b_only"], same["n"]) == (0.0, 0, 0, n_images)
     assert 0 < first["dense_dice"] == second["dense_dice"] and second["dense_dice_vs_random"]["n"] == n_images
+    # another first encoder is the reference: an exported random encoder against the seeded random one
+    from dcl_cstp_ext.networks import ResNetEncoder2D
+
+    torch.manual_seed(1)
+    torch.save(ResNetEncoder2D("resnet18", 3).state_dict(), tmp_path / "other.pt")
+    report = module.probe(str(demo_data["kvasir_seg"]), encoders=f"{tmp_path / 'other.pt'},random", image_sizes="32",
+                          in_channels=3, protocol="cv", folds=3)
+    assert report["reference_encoder"].endswith("other.pt") and "knn_accuracy_vs_reference" in report["results"][1]
 
 
 def test_probe_table_and_forest_plot(tmp_path):
