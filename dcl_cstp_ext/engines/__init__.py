@@ -1,7 +1,7 @@
 """Engines: the shared training step, the pre-training trainer, k-NN monitor, checkpoints and handlers."""
 
 from .checkpoint import ResumableCheckpoint, RNGState
-from .distributed import close_process_group
+from .distributed import close_process_group, open_process_group
 from .embeddings import write_embeddings
 from .frozen_probe import (
     cross_validated_dense_linear,
@@ -22,6 +22,7 @@ from .tracking import mlflow_compatible
 __all__ = [
     "ResumableCheckpoint",
     "close_process_group",
+    "open_process_group",
     "RNGState",
     "write_embeddings",
     "EncoderExport",

@@ -109,7 +109,7 @@ def stage_job(stage: BundleStage, needs: dict[str, str], keep_checkpoints: bool 
     ``{"stage", "skipped"}`` record when a stage it needs (``needs``: name -> workdir) left no ``DONE.json`` or its
     input is missing. ``env``: environment variables to set first (``None`` removes one). Another process running
     the stage is waited for."""
-    from .pipeline import _missing_input
+    from .pipeline import missing_input
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s - %(name)s - %(levelname)s - %(message)s")
     for key, value in (env or {}).items():
@@ -119,7 +119,7 @@ def stage_job(stage: BundleStage, needs: dict[str, str], keep_checkpoints: bool 
             os.environ[key] = value
     wait_s = MARKER_WAIT_S if os.environ.get("SUBMITIT_EXECUTOR") == "slurm" else 0.0
     lost = next((n for n, d in needs.items() if not _appears(Path(d) / "DONE.json", wait_s)), None)
-    reason = f"it needs {lost}, which was skipped" if lost else _missing_input(stage)
+    reason = f"it needs {lost}, which was skipped" if lost else missing_input(stage)
     if reason:
         logger.warning(f"[skip] {stage.name}: {reason}")
         return {"stage": stage.name, "skipped": reason}
@@ -133,13 +133,13 @@ def stage_job(stage: BundleStage, needs: dict[str, str], keep_checkpoints: bool 
 
 def skip_reasons(stages: Sequence[BundleStage]) -> dict[str, str]:
     """Why each stage without ``DONE.json`` did not run, as :func:`stage_job` decided it (plan order)."""
-    from .pipeline import _missing_input
+    from .pipeline import missing_input
 
     skipped: dict[str, str] = {}
     for st in stages:
         if stage_done(st) is None:
             lost = next((n for n in st.needs if n in skipped), None)
-            skipped[st.name] = f"it needs {lost}, which was skipped" if lost else (_missing_input(st) or "not run")
+            skipped[st.name] = f"it needs {lost}, which was skipped" if lost else (missing_input(st) or "not run")
     return skipped
 
 

@@ -26,7 +26,7 @@ from .lock import stage_lock, wait_for_stage
 from .presets import preset_spec, task_spec
 from .runner import BundleStage, StageBusy, run_stage
 
-__all__ = ["PipelineConfig", "finish_run", "prepare_run", "run_pipeline", "run_stages", "INITIALISATIONS"]
+__all__ = ["PipelineConfig", "finish_run", "missing_input", "prepare_run", "run_pipeline", "run_stages", "INITIALISATIONS"]
 
 logger = logging.getLogger("dcl_cstp.pipeline")
 
@@ -259,7 +259,7 @@ def plan(cfg: PipelineConfig) -> list[BundleStage]:
     return stages
 
 
-def _missing_input(stage: BundleStage) -> str | None:
+def missing_input(stage: BundleStage) -> str | None:
     """Why ``stage`` cannot run (its synthetic images or its pre-trained encoder are missing), or None.
 
     Curation may keep no image at all (an LDM trained too briefly makes only outliers): the runs that need
@@ -294,7 +294,7 @@ def run_stages(stages: list[BundleStage], keep_checkpoints: bool = False) -> dic
             if reason is None and any(n in put_off for n in stage.needs):
                 put_off.add(stage.name)
                 continue
-            reason = reason or _missing_input(stage)
+            reason = reason or missing_input(stage)
             if reason:
                 skipped[stage.name] = reason
                 logger.warning(f"[skip] {stage.name}: {reason}")
