@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import math
 import platform
 import sys
 import time
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
-__all__ = ["environment_info", "record_run"]
+import numpy as np
+import torch
+
+__all__ = ["as_scalar", "environment_info", "json_clean", "record_run"]
 
 _PACKAGES = ("dcl-cstp", "torch", "monai", "pytorch-ignite", "numpy", "diffusers", "nibabel", "pillow")
 
@@ -49,3 +54,29 @@ def record_run(output_dir: str, name: str = "run_info.json", **extra) -> str:
             history = []
     path.write_text(json.dumps(history + [entry], indent=2))
     return str(path)
+
+
+def json_clean(x: Any) -> Any:
+    """JSON-friendly: NaN/inf -> None, numpy scalars and arrays -> python."""
+    if isinstance(x, dict):
+        return {k: json_clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple, np.ndarray)):
+        return [json_clean(v) for v in (x.tolist() if isinstance(x, np.ndarray) else x)]
+    if isinstance(x, (float, np.floating)):
+        return None if not math.isfinite(float(x)) else float(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def as_scalar(v: Any) -> float | None:
+    """A python / numpy number or a one-element array or tensor as a float; None for anything else."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float, np.number)):
+        return float(v)
+    if isinstance(v, torch.Tensor) and v.numel() == 1:
+        return float(v.item())
+    if isinstance(v, np.ndarray) and v.size == 1 and np.issubdtype(v.dtype, np.number):
+        return float(v.reshape(-1)[0])
+    return None

@@ -82,7 +82,7 @@ def random_weights_bundle(name: str, out: str | Path, backbone: str = "resnet18"
     parser["bundle_root"] = str(dst)
     info = None
     if name in CLASSIFICATION:
-        from dcl_cstp_ext.downstream.classification import channel_def_names
+        from dcl_cstp_ext.data import channel_def_names
 
         channel_def = parser.get_parsed_content("_meta_#network_data_format#outputs#pred#channel_def")
         info = {"class_names": channel_def_names(channel_def), "activation": "sigmoid", "loss": "bce",

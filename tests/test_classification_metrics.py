@@ -1,4 +1,4 @@
-"""Classification metrics, losses and probabilities of dcl_cstp_ext.downstream.classification on hand-made cases."""
+"""Classification metrics, losses and probabilities of dcl_cstp_ext (metrics, losses, transforms, reports) on hand-made cases."""
 
 from __future__ import annotations
 
@@ -9,23 +9,20 @@ import pytest
 import torch
 from sklearn.metrics import precision_score, recall_score, roc_auc_score
 
-from dcl_cstp_ext.downstream.classification import (
-    ClassificationReport,
-    ToChannelsd,
+from dcl_cstp_ext.engines import stacked_output
+from dcl_cstp_ext.losses import build_classification_loss
+from dcl_cstp_ext.metrics import (
     accuracy,
-    build_classification_loss,
-    class_probabilities,
-    classification_augmentation,
     classification_metrics,
     confusion_matrix,
     macro_precision,
     macro_recall,
     per_class_precision,
     per_class_recall,
-    plot_confusion_matrix,
     roc_auc_ovr,
-    stacked_output,
 )
+from dcl_cstp_ext.reports import ClassificationReport, plot_confusion_matrix
+from dcl_cstp_ext.transforms import ToChannelsd, class_probabilities, classification_augmentation
 
 # 3 classes, 10 images: true 4 / 3 / 3
 Y_TRUE = [0, 0, 0, 0, 1, 1, 1, 2, 2, 2]
@@ -185,7 +182,7 @@ def test_validation_log_keeps_numpy_and_tensor_metrics(tmp_path):
 
     from ignite.engine import Engine
 
-    from dcl_cstp_ext.downstream.classification import ValidationLog
+    from dcl_cstp_ext.engines import ValidationLog
 
     engine = Engine(lambda e, b: None)
     engine.state.epoch = 3

@@ -22,6 +22,7 @@ from dcl_cstp_ext.data import (
     build_folder_datalist,
     build_kvasir_seg_datalist,
     detect_dataset,
+    inference_items,
     read_image,
     segmentation_preprocess,
     validate_datalist,
@@ -29,7 +30,6 @@ from dcl_cstp_ext.data import (
 from dcl_cstp_ext.data.demo_data import make_cxr_image
 from dcl_cstp_ext.data.formats import image_format, image_size, image_stem, save_mask
 from dcl_cstp_ext.data.validation import probe_image
-from dcl_cstp_ext.downstream import classification, segmentation
 
 H, W = 40, 56  # non-square, and the chest picture is not symmetric: a transpose or flip would show
 DX = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image Storage - For Presentation
@@ -237,8 +237,8 @@ def test_mixed_folder_builds_datalists(png8, tmp_path):
     assert detect_dataset(tmp_path / "mixed") == "folder"
     items = build_folder_datalist(tmp_path / "mixed")["training"]
     assert sorted(Path(it["image"]).name for it in items) == ["a.png", "b.dcm", "c.nii.gz", "d.nii"]
-    for module in (segmentation, classification):
-        assert sorted(Path(it["image"]).name for it in module.inference_datalist(tmp_path / "mixed")) == [
+    for keys in (("image",), ("image", "label")):
+        assert sorted(Path(it["image"]).name for it in inference_items(tmp_path / "mixed", keys=keys)) == [
             "a.png", "b.dcm", "c.nii.gz", "d.nii"]
     loaded = [read_image(p) for p in files]
     for img in loaded[1:]:

@@ -5,7 +5,6 @@ import pytest
 from PIL import Image
 
 from dcl_cstp_ext.data import DataError, inference_items, write_datalist
-from dcl_cstp_ext.downstream import classification, segmentation
 
 
 def test_inference_items_keeps_the_keys_asked_for(tmp_path):
@@ -16,11 +15,11 @@ def test_inference_items_keeps_the_keys_asked_for(tmp_path):
                                                "validation": [{"image": b, "label": 0}], "test": []})
     assert inference_items(dl) == [{"image": b}]  # auto: validation (test is empty)
     assert inference_items(dl, "training", keys=("image", "label")) == [{"image": a, "label": 1}]
-    assert classification.inference_datalist(dl) == [{"image": b, "label": 0}]
-    assert segmentation.inference_datalist(dl) == [{"image": b}]
+    assert inference_items(dl, keys=("image", "label")) == [{"image": b, "label": 0}]
+    assert inference_items(dl) == [{"image": b}]
     items = [{"image": a, "label": 2}, b]
-    assert classification.inference_datalist(items) == [{"image": a, "label": 2}, {"image": b}]
-    assert segmentation.inference_datalist(items) == [{"image": a}, {"image": b}]
+    assert inference_items(items, keys=("image", "label")) == [{"image": a, "label": 2}, {"image": b}]
+    assert inference_items(items) == [{"image": a}, {"image": b}]
     assert [it["image"] for it in inference_items(tmp_path)] == [a, b]
     with pytest.raises(DataError, match="'test' is empty"):
         inference_items(dl, "test")

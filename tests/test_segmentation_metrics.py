@@ -1,4 +1,4 @@
-"""Segmentation metrics, loss, augmentation and report helpers of dcl_cstp_ext.downstream.segmentation, against
+"""Segmentation metrics, loss, augmentation and report helpers of dcl_cstp_ext (metrics, data, reports, transforms), against
 hand-made masks with known answers."""
 
 from __future__ import annotations
@@ -17,20 +17,17 @@ from monai.metrics import compute_hausdorff_distance
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from dcl_cstp_ext.data import DataError, write_datalist
-from dcl_cstp_ext.downstream.segmentation import (
-    SegmentationReport,
+from dcl_cstp_ext.data import DataError, evaluation_items, evaluation_split, inference_items, write_datalist
+from dcl_cstp_ext.metrics import (
     dice_score,
-    evaluation_items,
-    evaluation_split,
     hausdorff_distance,
     hausdorff_distances,
-    inference_datalist,
     iou_score,
-    segmentation_augmentation,
     segmentation_metrics,
     summarize,
 )
+from dcl_cstp_ext.reports import SegmentationReport
+from dcl_cstp_ext.transforms import segmentation_augmentation
 
 
 def square(size=64, top=10, left=10, side=20):
@@ -224,18 +221,18 @@ def test_evaluation_and_inference_item_lists(tmp_path):
     for name in ("a.png", "sub/b.jpg"):
         Image.fromarray(np.zeros((8, 9, 3), np.uint8)).save(folder / name)
     (folder / "notes.txt").write_text("not an image")
-    items = inference_datalist(folder)
+    items = inference_items(folder)
     assert sorted(it["image"].rsplit("/", 1)[1] for it in items) == ["a.png", "b.jpg"]
-    assert inference_datalist(folder / "a.png") == [{"image": str(folder / "a.png")}]
-    assert inference_datalist([str(folder / "a.png")]) == [{"image": str(folder / "a.png")}]
+    assert inference_items(folder / "a.png") == [{"image": str(folder / "a.png")}]
+    assert inference_items([str(folder / "a.png")]) == [{"image": str(folder / "a.png")}]
     dl = {"training": [{"image": str(folder / "a.png"), "label": "x"}],
           "validation": [{"image": str(folder / "sub/b.jpg")}], "test": []}
     path = write_datalist(tmp_path / "dl.json", dl)
-    assert inference_datalist(path) == [{"image": str(folder / "sub/b.jpg")}]
-    assert inference_datalist(path, "training") == [{"image": str(folder / "a.png")}]
+    assert inference_items(path) == [{"image": str(folder / "sub/b.jpg")}]
+    assert inference_items(path, "training") == [{"image": str(folder / "a.png")}]
     assert evaluation_split(dl) == "validation" and evaluation_split({**dl, "test": [1]}) == "test"
     assert evaluation_items(dl) == dl["validation"]
     with pytest.raises(DataError):
         evaluation_items(dl, "test")
     with pytest.raises(DataError):
-        inference_datalist(tmp_path / "missing")
+        inference_items(tmp_path / "missing")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .errors import DataError
 from .layout import find_root, list_images, subdirs
 from .splits import Datalist, resolve_datalist, split_items
-from .validation import DataError, validate_datalist
+from .validation import validate_datalist
 
 __all__ = ["COVID_CLASSES", "COVID_FOLDER", "build_covid_radiography_datalist", "find_covid_root"]
 

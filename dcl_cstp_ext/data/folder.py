@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 
+from .errors import DataError
 from .layout import as_dir, list_images
 from .splits import Datalist, resolve_datalist, split_items
-from .validation import DataError, validate_datalist
+from .validation import validate_datalist
 
 __all__ = ["build_folder_datalist", "build_pretrain_datalist"]
 

@@ -20,7 +20,7 @@ neither the VOI LUT / window nor MONOCHROME1, and it transposes to (W, H)); sing
    depth's maximum.
 
 Multi-frame files, files without ``PixelData`` (structured reports, presentation states, ...), and files
-pydicom cannot decode raise :class:`~dcl_cstp_ext.data.validation.DataError` naming the file.
+pydicom cannot decode raise :class:`~dcl_cstp_ext.data.errors.DataError` naming the file.
 
 NIfTI (``.nii``, ``.nii.gz``), read with nibabel, holds a 2-D slice: data of shape (X, Y), (X, Y, 1) or
 (X, Y, 1, ..., 3) for colour. **Convention: array axis 0 is the image column (x), axis 1 the image row (y)**,
@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .validation import DataError
+from .errors import DataError
 
 __all__ = [
     "DICOM_EXTENSIONS",

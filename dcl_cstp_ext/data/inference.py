@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+from .errors import DataError
 from .folder import build_folder_datalist
 from .splits import read_datalist
-from .validation import DataError
 
-__all__ = ["inference_items"]
+__all__ = ["evaluation_items", "evaluation_split", "inference_items"]
 
 
 def inference_items(source: str | Path | Iterable, split: str = "auto", keys: Sequence[str] = ("image",)) -> list[dict]:
@@ -41,3 +42,20 @@ def inference_items(source: str | Path | Iterable, split: str = "auto", keys: Se
     if path.is_file():
         return [{"image": str(path)}]
     raise DataError(f"{path}: not a folder of images, an image or a datalist JSON")
+
+
+def evaluation_split(datalist: Mapping[str, Any], split: str = "auto") -> str:
+    """The split to evaluate: ``split``, or for ``"auto"`` the test split when it has items (an official test or
+    validation-as-test part), else the validation split."""
+    if split == "auto":
+        return "test" if datalist.get("test") else "validation"
+    return split
+
+
+def evaluation_items(datalist: Mapping[str, Any], split: str = "auto") -> list[dict]:
+    """Items of the :func:`evaluation_split` of ``datalist``; raises :class:`DataError` when it is empty."""
+    split = evaluation_split(datalist, split)
+    items = list(datalist.get(split) or [])
+    if not items:
+        raise DataError(f"the '{split}' split is empty: nothing to evaluate")
+    return items

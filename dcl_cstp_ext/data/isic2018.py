@@ -6,10 +6,11 @@ import logging
 import re
 from pathlib import Path
 
+from .errors import DataError
 from .formats import image_stem
 from .layout import find_root, list_images, pair_files, stems
 from .splits import Datalist, resolve_datalist, split_with_official
-from .validation import DataError, raise_or_skip, validate_datalist
+from .validation import raise_or_skip, validate_datalist
 
 __all__ = ["ISIC_PARTS", "build_isic2018_datalist", "find_isic_root", "isic_folders"]
 

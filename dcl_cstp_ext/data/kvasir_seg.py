@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from .errors import DataError
 from .formats import image_stem
 from .layout import as_dir, find_root, list_images, pair_files, stems
 from .splits import Datalist, resolve_datalist, split_with_official
-from .validation import DataError, raise_or_skip, validate_datalist
+from .validation import raise_or_skip, validate_datalist
 
 __all__ = ["KVASIR_FOLDER", "build_kvasir_seg_datalist", "find_kvasir_root", "find_split_lists", "read_ids"]
 

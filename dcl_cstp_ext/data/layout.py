@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
+from .errors import DataError
 from .formats import IMAGE_EXTENSIONS, image_stem, image_suffix
-from .validation import DataError
 
 __all__ = [
     "IMAGE_EXTENSIONS",

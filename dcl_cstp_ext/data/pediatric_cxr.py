@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from .errors import DataError
 from .layout import find_root, list_images, subdirs
 from .splits import Datalist, resolve_datalist, split_with_official
-from .validation import DataError, raise_or_skip, validate_datalist
+from .validation import raise_or_skip, validate_datalist
 
 __all__ = ["PEDIATRIC_CLASSES", "build_pediatric_cxr_datalist", "find_pediatric_root", "pediatric_label"]
 

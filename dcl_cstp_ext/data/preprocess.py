@@ -20,8 +20,9 @@ from monai.data import CacheDataset, Dataset, MetaTensor, PersistentDataset
 from monai.transforms import Compose, EnsureTyped, InvertibleTransform, MapTransform, Transform
 from monai.utils import TraceKeys, ensure_tuple, ensure_tuple_rep
 
+from ..transforms.intensity import LUMA
+from .errors import DataError
 from .formats import read_image
-from .validation import DataError
 
 __all__ = [
     "BinarizeMaskd",
@@ -40,7 +41,7 @@ __all__ = [
     "unlabelled_preprocess",
 ]
 
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as PIL's convert("L")
+_LUMA = np.array(LUMA, dtype=np.float32)  # ITU-R 601, as PIL's convert("L")
 
 
 def to_channels(arr: np.ndarray, channels: int | None) -> np.ndarray:

@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from .covid_radiography import build_covid_radiography_datalist, find_covid_root
+from .errors import DataError
 from .folder import build_folder_datalist
 from .isic2018 import build_isic2018_datalist, find_isic_root
 from .kvasir_seg import build_kvasir_seg_datalist, find_kvasir_root
 from .layout import as_dir, list_images
 from .pediatric_cxr import build_pediatric_cxr_datalist, find_pediatric_root
 from .splits import Datalist
-from .validation import DataError
 
 __all__ = ["DATASETS", "TASKS", "build_datalist", "detect_dataset"]
 

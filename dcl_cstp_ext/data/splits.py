@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from .validation import DataError, validate_datalist
+from .errors import DataError
+from .validation import validate_datalist
 
 __all__ = [
     "PATH_KEYS",

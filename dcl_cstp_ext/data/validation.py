@@ -12,28 +12,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DataError", "ValidationReport", "probe_image", "raise_or_skip", "validate_datalist"]
+from .errors import DataError, Problem
+from .formats import image_size
+
+__all__ = ["ValidationReport", "probe_image", "raise_or_skip", "validate_datalist"]
 
 logger = logging.getLogger(__name__)
-Problem = tuple[str, str]  # (file(s), what is wrong)
-_MAX_LISTED = 20
-
-
-class DataError(ValueError):
-    """Bad or badly laid-out input data. ``problems`` lists ``(file, message)`` pairs when known."""
-
-    def __init__(self, message: str, problems: Sequence[Problem] = ()) -> None:
-        super().__init__(message)
-        self.problems = list(problems)
-
-    @classmethod
-    def from_problems(cls, problems: Sequence[Problem], context: str = "invalid input data") -> DataError:
-        """One error listing (up to 20 of) the problems, one ``file: message`` per line."""
-        lines = [f"  {f}: {m}" for f, m in problems[:_MAX_LISTED]]
-        if len(problems) > _MAX_LISTED:
-            lines.append(f"  ... and {len(problems) - _MAX_LISTED} more")
-        hint = "(pass skip_invalid=True to skip these items instead)"
-        return cls(f"{context}: {len(problems)} problem(s) {hint}\n" + "\n".join(lines), problems)
 
 
 @dataclass
@@ -69,7 +53,6 @@ def probe_image(path: str | Path, decode: bool = True) -> tuple[tuple[int, int] 
     JPEGs are decoded at reduced DCT scale (``draft``), which still reads every byte but is several times
     faster. Returns ``(size, None)`` or ``(None, error message)``.
     """
-    from .formats import image_size  # formats imports DataError from here
 
     try:
         size = image_size(path, decode)

@@ -1,4 +1,5 @@
-"""Engines: the shared training step, the pre-training trainer, k-NN monitor, checkpoints and handlers."""
+"""Engines: the shared training step, the pre-training trainer, k-NN monitor, checkpoints, handlers, validation
+bookkeeping and what an engine's output holds per image."""
 
 from .checkpoint import ResumableCheckpoint, RNGState
 from .distributed import close_process_group, open_process_group
@@ -14,10 +15,13 @@ from .frozen_probe import (
 from .handlers import EncoderExport, EpochSummary, ProgressBarHandler, is_main_process
 from .knn_monitor import KNNMonitor, build_knn_monitor, extract_features, knn_predict, lesion_size_labels, monitor_split
 from .optim import METHOD_LR, KeepFixedLR, build_lr_scheduler, build_optimizer, method_lr
+from .outputs import label_index, per_image_items, source_filename, stacked_output
+from .prepare_batch import SegmentationPrepareBatch
 from .pretrain_trainer import PretrainTrainer
-from .seeded_data import EpochSeededSampler, SeededAugmentDataset
+from .seeded_data import EpochSeededSampler, SeededAugmentDataset, seeded_cached_dataset
 from .step import autocast_for, ssl_train_step
 from .tracking import mlflow_compatible
+from .validation import BestMetricState, ValidationLog, rank_zero_summary_writer
 
 __all__ = [
     "ResumableCheckpoint",
@@ -52,4 +56,13 @@ __all__ = [
     "autocast_for",
     "ssl_train_step",
     "mlflow_compatible",
+    "label_index",
+    "per_image_items",
+    "source_filename",
+    "stacked_output",
+    "SegmentationPrepareBatch",
+    "seeded_cached_dataset",
+    "BestMetricState",
+    "ValidationLog",
+    "rank_zero_summary_writer",
 ]

@@ -9,13 +9,16 @@ or an interruption: a resumed run sees exactly the batches an uninterrupted run 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset, DistributedSampler
 
-__all__ = ["EpochSeededSampler", "SeededAugmentDataset"]
+from ..data import make_cached_dataset
+
+__all__ = ["EpochSeededSampler", "SeededAugmentDataset", "seeded_cached_dataset"]
 
 
 class EpochSeededSampler(DistributedSampler):
@@ -91,3 +94,19 @@ class SeededAugmentDataset(Dataset):
         if self.index_key is not None and isinstance(out, dict):
             out = {**out, self.index_key: int(idx)}
         return out
+
+
+def seeded_cached_dataset(
+    data: Sequence[Mapping[str, Any]],
+    transform: Any,
+    augment: Any,
+    num_workers: int | None = None,
+    cache_dir: str | None = None,
+) -> SeededAugmentDataset:
+    """The training set: ``transform`` (deterministic: decode, resize) cached once by
+    :func:`~dcl_cstp_ext.data.make_cached_dataset`, then ``augment`` re-seeded per item by the
+    :class:`EpochSeededSampler` (exact resume). One config component with the model zoo's
+    ``data`` / ``transform`` arguments, so that ``train#dataset#data`` can be overridden (MONAI Label)."""
+    return SeededAugmentDataset(make_cached_dataset(data, transform, cache_dir=cache_dir, num_workers=num_workers),
+                                augment)
+

@@ -1,5 +1,6 @@
-"""Losses of DCL-CsTP and of the baselines (MoCo-v2, SimCLR, SimSiam)."""
+"""Losses of DCL-CsTP and of the baselines (MoCo-v2, SimCLR, SimSiam), and of the classification fine-tuning."""
 
+from .classification import OneHotBCEWithLogitsLoss, build_classification_loss
 from .dcl_cstp import DCLCsTPLoss
 from .info_nce import InfoNCELoss
 from .negative_cosine import NegativeCosineSimilarity, SymmetricNegativeCosineLoss
@@ -11,6 +12,8 @@ __all__ = [
     "InfoNCELoss",
     "NTXentLoss",
     "NegativeCosineSimilarity",
+    "OneHotBCEWithLogitsLoss",
     "RelationalKLLoss",
     "SymmetricNegativeCosineLoss",
+    "build_classification_loss",
 ]

@@ -1,6 +1,7 @@
 """Networks: the 2-D ResNet encoder, CsTP and the other heads, the classifier, and encoder-weight utilities."""
 
 from .classifier import ResNetClassifier
+from .classifier_info import ClassifierInfo, read_classifier_info
 from .cross_scale_attention import CrossScaleAttention, CrossScaleReduction, CrossScaleTokenProjection
 from .finetune import init_encoder
 from .heads import MLPHead, build_projection_head
@@ -19,6 +20,8 @@ __all__ = [
     "MLPHead",
     "build_projection_head",
     "ResNetClassifier",
+    "ClassifierInfo",
+    "read_classifier_info",
     "atomic_save",
     "extract_encoder_state",
     "load_encoder",

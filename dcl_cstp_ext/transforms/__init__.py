@@ -1,10 +1,14 @@
 """Strong augmentation and multi-view transforms of DCL-CsTP (MONAI dictionary transforms).
 
 Main entry points: :class:`StrongAugmentd` (the 8-operation strong augmentation), :class:`MultiViewd` and
-:func:`strong_views_transform` (the three pre-training views). The single operations are exported too.
+:func:`strong_views_transform` (the three pre-training views). The single operations are exported too, and the fine-tuning
+augmentations, channel conversion and class probabilities of the downstream bundles.
 """
 
+from .channels import ToChannelsd
+from .finetune import classification_augmentation, segmentation_augmentation
 from .intensity import (
+    LUMA,
     AutoContrast,
     ClipIntensity,
     ClipIntensityd,
@@ -20,11 +24,19 @@ from .intensity import (
     RandSharpnessd,
     rgb_to_grey,
 )
+from .probabilities import ACTIVATIONS, ClassProbabilitiesd, class_probabilities
 from .spatial import RandResizedCrop, RandResizedCropd
 from .strong_augment import ALL_OP_NAMES, OP_NAMES, StrongAugmentd
 from .views import MultiViewd, strong_views_transform
 
 __all__ = [
+    "ACTIVATIONS",
+    "LUMA",
+    "ClassProbabilitiesd",
+    "ToChannelsd",
+    "class_probabilities",
+    "classification_augmentation",
+    "segmentation_augmentation",
     "ALL_OP_NAMES",
     "OP_NAMES",
     "AutoContrast",

@@ -45,18 +45,19 @@ __all__ = [
     "RandColorJitterd",
     "RandPoissonNoise",
     "RandPoissonNoised",
+    "LUMA",
     "rgb_to_grey",
 ]
 
 _EPS = 1e-6
 # ITU-R 601 luma weights, as torchvision's rgb_to_grayscale and PIL's "L" conversion
-_LUMA = (0.299, 0.587, 0.114)
+LUMA = (0.299, 0.587, 0.114)
 
 
 def rgb_to_grey(img: torch.Tensor) -> torch.Tensor:
     """Luma of an RGB ``(3, H, W)`` tensor, shape ``(1, H, W)``."""
     r, g, b = img.unbind(0)
-    return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b).unsqueeze(0)
+    return (LUMA[0] * r + LUMA[1] * g + LUMA[2] * b).unsqueeze(0)
 
 
 # --------------------------------------------------------------------------------------------------- clip

@@ -4,44 +4,16 @@ JSON log, and a TensorBoard writer that exists on rank 0 only."""
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from ignite.engine import Engine, Events
 
-from ..engines.handlers import is_main_process
+from ..utils import as_scalar, json_clean
+from .handlers import is_main_process
 
-__all__ = ["BestMetricState", "ValidationLog", "rank_zero_summary_writer", "as_scalar", "json_clean"]
-
-
-def json_clean(x: Any) -> Any:
-    """JSON-friendly: NaN/inf -> None, numpy scalars and arrays -> python."""
-    if isinstance(x, dict):
-        return {k: json_clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple, np.ndarray)):
-        return [json_clean(v) for v in (x.tolist() if isinstance(x, np.ndarray) else x)]
-    if isinstance(x, (float, np.floating)):
-        return None if not math.isfinite(float(x)) else float(x)
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
-
-
-def as_scalar(v: Any) -> float | None:
-    """A python / numpy number or a one-element array or tensor as a float; None for anything else."""
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, (int, float, np.number)):
-        return float(v)
-    if isinstance(v, torch.Tensor) and v.numel() == 1:
-        return float(v.item())
-    if isinstance(v, np.ndarray) and v.size == 1 and np.issubdtype(v.dtype, np.number):
-        return float(v.reshape(-1)[0])
-    return None
+__all__ = ["BestMetricState", "ValidationLog", "rank_zero_summary_writer"]
 
 
 class BestMetricState:
