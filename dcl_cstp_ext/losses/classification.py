@@ -27,6 +27,12 @@ class OneHotBCEWithLogitsLoss(nn.Module):
         label_smoothing: ``s`` in [0, 1).
 
     Shapes: ``logits`` (B, C); ``target`` (B,) or (B, 1) class indices, or (B, C) one-hot / soft targets.
+
+    Examples:
+        >>> import torch
+        >>> logits = torch.tensor([[0.0, 0.0]])  # (B=1, C=2): every sigmoid is 1/2
+        >>> round(OneHotBCEWithLogitsLoss(2)(logits, torch.tensor([1])).item(), 4)  # -log(1/2)
+        0.6931
     """
 
     def __init__(self, num_classes: int, label_smoothing: float = 0.0) -> None:

@@ -11,7 +11,7 @@ from .relational_kl import RelationalKLLoss
 
 
 class DCLCsTPLoss(nn.Module):
-    """Total DCL-CsTP pre-training loss (METHOD.md, eq. 10):
+    """Total DCL-CsTP pre-training loss (paper eq. 10):
 
         L = L_NCE + alpha L_KL + beta L_CS
 
@@ -37,8 +37,16 @@ class DCLCsTPLoss(nn.Module):
         use_local: keep the local stream (L_CS).
 
     Examples:
-        >>> loss_fn = DCLCsTPLoss()
-        >>> out = loss_fn(q2, q3, key, memory_bank, p2_hat, p3_hat)
+        >>> import torch
+        >>> q2 = torch.randn(4, 16, requires_grad=True)  # (B, D), also the local prediction of view 2
+        >>> q3 = torch.randn(4, 16, requires_grad=True)  # (B, D)
+        >>> key, bank = torch.randn(4, 16), torch.randn(32, 16)  # (B, D) momentum key, (N, D) memory bank
+        >>> p2_hat, p3_hat = torch.randn(4, 16), torch.randn(4, 16)  # (B, D) local targets
+        >>> out = DCLCsTPLoss()(q2, q3, key, bank, p2_hat, p3_hat)
+        >>> sorted(out)
+        ['cs', 'kl', 'loss', 'nce']
+        >>> bool(torch.isclose(out["loss"], out["nce"] + 0.3 * out["kl"] + 0.7 * out["cs"]))
+        True
         >>> out["loss"].backward()
     """
 

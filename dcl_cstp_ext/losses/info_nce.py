@@ -38,8 +38,12 @@ class InfoNCELoss(nn.Module):
         temperature: tau, > 0.
 
     Examples:
-        >>> loss_fn = InfoNCELoss(temperature=0.2)
-        >>> loss = loss_fn(q, k, memory_bank)  # q, k: (B, D); memory_bank: (N, D)
+        >>> import torch
+        >>> q = torch.eye(4)[:2]  # (B=2, D=4): each query equals its key
+        >>> bank = torch.eye(4)[2:]  # (N=2, D=4): negatives orthogonal to every query
+        >>> loss = InfoNCELoss(temperature=0.2)(q, q, bank)  # -log(e^5 / (e^5 + 2 e^0))
+        >>> round(loss.item(), 4)
+        0.0134
     """
 
     def __init__(self, temperature: float = 0.2) -> None:

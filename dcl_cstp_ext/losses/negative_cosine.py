@@ -21,8 +21,12 @@ class NegativeCosineSimilarity(nn.Module):
         (https://arxiv.org/abs/2011.10566).
 
     Examples:
-        >>> loss_fn = NegativeCosineSimilarity()
-        >>> loss = loss_fn(predictor(z_a), z_b)  # both (B, D)
+        >>> import torch
+        >>> z = torch.randn(4, 8)  # (B, D)
+        >>> round(NegativeCosineSimilarity()(2 * z, z).item(), 6)  # same directions
+        -1.0
+        >>> round(NegativeCosineSimilarity()(-z, z).item(), 6)
+        1.0
     """
 
     def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -46,7 +50,7 @@ class SymmetricNegativeCosineLoss(nn.Module):
 
         L = -1/2 cos(p_a, sg(z_b)) - 1/2 cos(p_b, sg(z_a))     (each cos averaged over the batch)
 
-    In DCL-CsTP (METHOD.md, eq. 6) ``L_CS = -1/2 cos(q2, p3^) - 1/2 cos(q3, p2^)``: call
+    In DCL-CsTP (paper eq. 6) ``L_CS = -1/2 cos(q2, p3^) - 1/2 cos(q3, p2^)``: call
     ``loss_fn(q2, p3_hat, q3, p2_hat)``. The z's are detached here.
 
     Reference:
@@ -54,8 +58,10 @@ class SymmetricNegativeCosineLoss(nn.Module):
         (https://arxiv.org/abs/2011.10566).
 
     Examples:
-        >>> loss_fn = SymmetricNegativeCosineLoss()
-        >>> loss = loss_fn(p_a, z_b, p_b, z_a)  # all (B, D)
+        >>> import torch
+        >>> z_a, z_b = torch.randn(4, 8), torch.randn(4, 8)  # (B, D) each
+        >>> round(SymmetricNegativeCosineLoss()(z_b, z_b, -z_a, z_a).item(), 6)  # -1/2 (1) - 1/2 (-1)
+        0.0
     """
 
     def __init__(self) -> None:

@@ -19,7 +19,7 @@ class RelationalKLLoss(nn.Module):
         Q_j = softmax_j(q.n_j / tau)     (online query)
         L_KL = 1/2 KL(P || Q) + 1/2 KL(Q || P),   KL(P || Q) = sum_j P_j (log P_j - log Q_j)
 
-    averaged over the batch (METHOD.md, eq. 4). The loss is zero iff P == Q and symmetric in (P, Q).
+    averaged over the batch (paper eq. 4). The loss is zero iff P == Q and symmetric in (P, Q).
     The key and the negatives are detached: gradients reach the query only. Log-probabilities come from
     ``log_softmax``; inputs are L2-normalised here and the logits computed in float32, also under autocast.
     ``negative_mask (B, N)`` (bool, True = use) restricts both distributions of a query to its own negatives (see
@@ -35,8 +35,14 @@ class RelationalKLLoss(nn.Module):
         temperature: tau, > 0.
 
     Examples:
+        >>> import torch
+        >>> bank = torch.nn.functional.normalize(torch.randn(8, 16), dim=1)  # (N, D)
+        >>> q = torch.nn.functional.normalize(torch.randn(4, 16), dim=1)  # (B, D)
         >>> loss_fn = RelationalKLLoss(temperature=0.2)
-        >>> loss = loss_fn(q, k, memory_bank)  # q, k: (B, D); memory_bank: (N, D), N >= 1
+        >>> loss_fn(q, q, bank).item()  # the same relations to the bank: P == Q
+        0.0
+        >>> bool(loss_fn(q, q.flip(0), bank) > 0)
+        True
     """
 
     def __init__(self, temperature: float = 0.2) -> None:

@@ -21,7 +21,7 @@ class DCLCsTP(MomentumMethod):
 
     * ``q2 = T(F(v2))``, ``q3 = T(F(v3))``; ``p2^``, ``p3^`` the detached pooled features of those same passes;
     * ``p = T_m(F_m(v1))`` under no-grad; negatives from the memory bank;
-    * ``L = L_NCE(q2, p) + alpha L_KL(q2, p) + beta L_CS(q2, q3, p2^, p3^)`` (eq. 10), the negatives of each
+    * ``L = L_NCE(q2, p) + alpha L_KL(q2, p) + beta L_CS(q2, q3, p2^, p3^)`` (paper eq. 10), the negatives of each
       query being the bank's keys of other images (:meth:`MemoryBank.negative_mask`).
 
     ``T`` outputs ``feature_dim`` values (2048 for ResNet-50) so that it plays the SimSiam predictor.
@@ -31,7 +31,7 @@ class DCLCsTP(MomentumMethod):
             (ablation: full-resolution self-attention instead of CSA).
         use_global / use_local: the stream ablations ("without global stream", "without local stream").
         queue_size: negatives in the memory bank (4096 classification, 512 segmentation data).
-        temperature, alpha, beta: tau and the loss weights of eq. 10.
+        temperature, alpha, beta: tau and the loss weights of paper eq. 10.
         head_kwargs: extra arguments of the head (``dim``, ``num_heads``, ``mlp_ratio`` for CsTP).
         bn_splits: split BatchNorm in the encoders, the one-device stand-in of shuffling BN (:class:`MomentumMethod`).
         center_target: centre the local stream's targets p2^, p3^ with a non-affine BatchNorm1d (batch statistics,
