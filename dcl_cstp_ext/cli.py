@@ -134,7 +134,7 @@ class CLI:
 
     def report(self, run_dir: str):
         """(Re)write the report of a pipeline run folder."""
-        from .pipeline.report import write_report
+        from .reports.pipeline_report import write_report
 
         _log_to_stdout()
         print(f"report: {write_report(run_dir)}")

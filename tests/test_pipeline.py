@@ -120,7 +120,7 @@ def test_pipeline_end_to_end_report_and_resume(tmp_path, demo_data, monkeypatch)
 
 
 def test_report_header_lists_every_finished_run_not_only_the_last_command(tmp_path):
-    from dcl_cstp_ext.pipeline.report import write_report
+    from dcl_cstp_ext.reports.pipeline_report import write_report
 
     run = tmp_path / "run"
     for init, fraction, seed, dice in [("random", "1", 0, 0.6), ("random", "0.1", 1, 0.4), ("dcl_cstp", "0.1", 0, 0.5),

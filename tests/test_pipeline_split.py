@@ -11,8 +11,8 @@ import numpy as np
 from PIL import Image
 
 from dcl_cstp_ext.pipeline import PipelineConfig, plan
-from dcl_cstp_ext.pipeline.pipeline import split_file, write_split
 from dcl_cstp_ext.pipeline.runner import bundles_dir
+from dcl_cstp_ext.pipeline.stages import split_file, write_split
 
 
 def _pediatric_cxr(root: Path, per_class: int = 12) -> Path:

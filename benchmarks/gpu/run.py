@@ -157,8 +157,8 @@ def _pipeline_cfg(data_root: str, out: Path, preset: str, device: str, overrides
 
 def ldm_sampling(s: dict, device: str, data_root: str, out: Path) -> dict:
     from dcl_cstp_ext.bench.sample import bench_sample
-    from dcl_cstp_ext.pipeline.pipeline import ldm_stages, write_split
     from dcl_cstp_ext.pipeline.runner import run_stage
+    from dcl_cstp_ext.pipeline.stages import ldm_stages, write_split
 
     run = out / "ldm_run"
     cfg = _pipeline_cfg(data_root, run, "cpu", device, {"ldm": {**s["ldm_epochs"], "num_workers": 0}})

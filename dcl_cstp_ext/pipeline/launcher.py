@@ -24,7 +24,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .lock import wait_for_stage
+from .pipeline import finish_run, prepare_run
 from .runner import BundleStage, StageBusy, run_stage, stage_done
+from .stages import missing_input, plan
 
 __all__ = ["FINAL", "KINDS", "launch_pipeline", "make_executor", "report_job", "skip_reasons", "slurm_dependency",
            "stage_job", "submit_plan", "wait_all"]
@@ -109,8 +111,6 @@ def stage_job(stage: BundleStage, needs: dict[str, str], keep_checkpoints: bool 
     ``{"stage", "skipped"}`` record when a stage it needs (``needs``: name -> workdir) left no ``DONE.json`` or its
     input is missing. ``env``: environment variables to set first (``None`` removes one). Another process running
     the stage is waited for."""
-    from .pipeline import missing_input
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s - %(name)s - %(levelname)s - %(message)s")
     for key, value in (env or {}).items():
         if value is None:
@@ -133,8 +133,6 @@ def stage_job(stage: BundleStage, needs: dict[str, str], keep_checkpoints: bool 
 
 def skip_reasons(stages: Sequence[BundleStage]) -> dict[str, str]:
     """Why each stage without ``DONE.json`` did not run, as :func:`stage_job` decided it (plan order)."""
-    from .pipeline import missing_input
-
     skipped: dict[str, str] = {}
     for st in stages:
         if stage_done(st) is None:
@@ -145,8 +143,6 @@ def skip_reasons(stages: Sequence[BundleStage]) -> dict[str, str]:
 
 def report_job(run: str, stages: Sequence[BundleStage], report: bool = True) -> str:
     """The last job: ``skipped.json`` and the report of ``run`` (its path is returned)."""
-    from .pipeline import finish_run
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s - %(name)s - %(levelname)s - %(message)s")
     return str(finish_run(run, skip_reasons(stages), report))
 
@@ -243,8 +239,6 @@ def wait_all(jobs: dict) -> dict:
 def launch_pipeline(cfg, executor, report: bool = True, max_running: int | None = None) -> dict:
     """:func:`~dcl_cstp_ext.pipeline.pipeline.run_pipeline` through a scheduler: writes the run's own files here,
     then :func:`submit_plan` with the report as the final job. Returns {stage name or FINAL: job}."""
-    from .pipeline import plan, prepare_run
-
     run = prepare_run(cfg)
     stages = plan(cfg)
     logger.info(f"{len(stages)} stages for {cfg.task} ({cfg.preset} preset) in {run}; submitting")

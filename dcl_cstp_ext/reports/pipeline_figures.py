@@ -1,0 +1,140 @@
+"""The pictures of a pipeline run's report: pre-training and fine-tuning curves, and real vs synthetic images in
+the DCL-CsTP feature space (t-SNE, the paper's Fig. 6). matplotlib and scikit-learn load when a picture is made."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data import build_folder_datalist, read_datalist, unlabelled_preprocess
+from ..engines import extract_features
+from ..networks import ResNetEncoder2D, load_encoder
+from .pipeline_results import init_order, read_jsonl
+
+__all__ = ["plot_embedding", "plot_finetune_curves", "plot_pretrain_curves"]
+
+logger = logging.getLogger("dcl_cstp.pipeline")
+
+
+def plot_pretrain_curves(run: Path, fig_dir: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = {p.parts[-3]: read_jsonl(p) for p in sorted(run.glob("pretrain/*/eval/metrics.jsonl"))}
+    runs = {k: v for k, v in runs.items() if v}
+    if not runs:
+        return None
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for name, rows in runs.items():
+        epochs = [r["epoch"] for r in rows]
+        axes[0].plot(epochs, [r.get("train_loss", math.nan) for r in rows], label=name)
+        axes[1].plot(epochs, [r.get("train_z_std", math.nan) for r in rows], label=name)
+        knn = [(r["epoch"], r["knn_accuracy"]) for r in rows if "knn_accuracy" in r]
+        if knn:
+            axes[2].plot(*zip(*knn), marker="o", label=name)
+    for ax, title in zip(axes, ("pre-training loss", "collapse signal z_std (1 = spread, 0 = collapsed)",
+                                "k-NN monitor accuracy")):
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = fig_dir / "pretrain_curves.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_finetune_curves(run: Path, fig_dir: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves, val_curves = {}, {}
+    for p in sorted(run.glob("finetune/*/lf*/seed*/train/metrics.jsonl")):
+        name = f"{p.parts[-5]} {p.parts[-4]} {p.parts[-3]}"
+        curves[name] = read_jsonl(p)
+        val_curves[name] = read_jsonl(p.with_name("val_metrics.jsonl"))
+    if not any(curves.values()):
+        return None
+    val_keys = sorted({k for rows in val_curves.values() for r in rows for k in r if k.startswith("val_")})
+    fig, axes = plt.subplots(1, 1 + bool(val_keys), figsize=(6 + 6 * bool(val_keys), 4), squeeze=False)
+    # one colour per initialisation and label fraction, one line style per seed: the comparison reads at a glance
+    groups = sorted({name.rsplit(" ", 1)[0] for name in curves}, key=lambda g: (init_order(g.split()[0]), g))
+    seeds = sorted({name.rsplit(" ", 1)[1] for name in curves})
+    for name, rows in curves.items():
+        group, seed = name.rsplit(" ", 1)
+        style = {"color": plt.get_cmap("tab10")(groups.index(group) % 10),
+                 "linestyle": ("-", "--", ":", "-.")[seeds.index(seed) % 4], "label": name}
+        axes[0, 0].plot([r["epoch"] for r in rows], [r.get("train_loss", math.nan) for r in rows], **style)
+        if val_keys:
+            pts = [(r["epoch"], r[val_keys[0]]) for r in val_curves[name] if val_keys[0] in r]
+            if pts:
+                axes[0, 1].plot(*zip(*pts), marker="o", markersize=4, **style)
+    axes[0, 0].set_title("fine-tuning loss")
+    if val_keys:
+        axes[0, 1].set_title(f"validation {val_keys[0].removeprefix('val_')}")
+    for ax in axes[0]:
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = fig_dir / "finetune_curves.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_embedding(run: Path, fig_dir: Path, max_per_source: int = 300) -> Path | None:
+    """t-SNE of DCL-CsTP pooled features of real training images vs kept synthetic images (paper Fig. 6)."""
+    encoder_path = run / "pretrain" / "dcl_cstp" / "models" / "encoder.pt"
+    kept_dir = run / "ldm" / "curation" / "curated"
+    info_path = encoder_path.with_suffix(".json")
+    # the run's split (older runs: the copy the pre-training wrote)
+    split = next(iter([*sorted(run.glob("splits/*.json")), *run.glob("pretrain/dcl_cstp/eval/datalist.json")]), None)
+    if not (encoder_path.is_file() and kept_dir.is_dir() and info_path.is_file() and split):
+        return None
+    if not any(p.suffix.lower() in (".png", ".jpg", ".jpeg") for p in kept_dir.iterdir()):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from monai.data import DataLoader, Dataset
+    from sklearn.manifold import TSNE
+
+
+    info = json.loads(info_path.read_text())
+    encoder = load_encoder(ResNetEncoder2D(info["backbone"], info["in_channels"]), encoder_path)
+    rng = np.random.default_rng(0)
+    real = [{"image": it["image"]} for it in read_datalist(split)["training"]]
+    synth = build_folder_datalist(kept_dir, check_images=False)["training"]
+    groups = {}
+    for name, items in (("real", real), ("synthetic", synth)):
+        items = [items[i] for i in rng.permutation(len(items))[:max_per_source]]
+        loader = DataLoader(Dataset(items, unlabelled_preprocess(info.get("image_size", 64), info["in_channels"])),
+                            batch_size=32, num_workers=0)
+        with torch.no_grad():
+            groups[name] = extract_features(encoder, loader, "cpu", label_key=None)[0].numpy()
+    feats = np.concatenate(list(groups.values()))
+    perplexity = float(min(30, max(2, (len(feats) - 1) // 3)))
+    xy = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=0).fit_transform(feats)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    start = 0
+    for (name, f), color in zip(groups.items(), ("tab:blue", "tab:orange")):
+        ax.scatter(xy[start : start + len(f), 0], xy[start : start + len(f), 1], s=10, alpha=0.7, c=color,
+                   label=f"{name} ({len(f)})")
+        start += len(f)
+    ax.set_title("t-SNE of DCL-CsTP features: real vs synthetic")
+    ax.legend()
+    fig.tight_layout()
+    path = fig_dir / "embedding_real_vs_synthetic.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

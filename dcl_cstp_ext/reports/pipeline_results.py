@@ -1,0 +1,135 @@
+"""What a pipeline run folder holds, read back for its report: the evaluations of every fine-tuning, the training
+curves, the stage times, and the paper's numbers to set beside them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..pipeline.config import ABLATIONS, INITIALISATIONS
+
+__all__ = ["METRICS", "PAPER_RESULTS", "collect_results", "evaluations", "find_metric", "finished_runs",
+           "format_values", "init_order", "read_jsonl", "stage_times"]
+
+#: the paper's numbers (METHOD.md), per task: method -> metric -> value (percent; HD in pixels)
+PAPER_RESULTS = {
+    "pneumonia_cls": {
+        "_note": "COVID-19 Radiography 4-class, ResNet-50, ACC / REC / PRE %",
+        "ImageNet-supervised": {"accuracy": 94.89, "recall": 94.81, "precision": 95.74},
+        "simclr": {"accuracy": 95.21, "recall": 95.89, "precision": 95.80},
+        "mocov2": {"accuracy": 95.27, "recall": 95.92, "precision": 95.83},
+        "simsiam": {"accuracy": 95.33, "recall": 96.01, "precision": 96.12},
+        "dcl_cstp": {"accuracy": 95.65, "recall": 96.33, "precision": 96.50},
+        "dcl_cstp_syn": {"accuracy": 95.90, "recall": 96.69, "precision": 96.74},
+    },
+    "isic_seg": {
+        "_note": "ISIC 2018, U-Net + ResNet-50, Dice / IoU % and HD",
+        "simclr": {"dice": 88.29, "iou": 79.87, "hd": 35.68},
+        "mocov2": {"dice": 88.32, "iou": 79.96, "hd": 35.75},
+        "simsiam": {"dice": 88.45, "iou": 80.08, "hd": 35.06},
+        "dcl_cstp": {"dice": 88.72, "iou": 80.90, "hd": 34.89},
+        "dcl_cstp_syn": {"dice": 89.73, "iou": 81.24, "hd": 34.06},
+        "dcl_cstp_synonly": {"dice": 88.49},  # the synthetic-ratio table's "synthetic only" row
+    },
+    "kvasir_seg": {
+        "_note": "Kvasir-SEG, U-Net + ResNet-50, Dice / IoU % (read off a plot, approximate)",
+        "supervised": {"dice": 80.2, "iou": 71.1},
+        "simclr": {"dice": 81.3},
+        "mocov2": {"dice": 81.5},
+        "simsiam": {"dice": 82.0},
+        "dcl_cstp": {"dice": 82.50, "iou": 73.8},
+    },
+}
+
+
+#: metrics shown per task kind: (name in the table, keys to look for in metrics.json, percent?)
+METRICS = {
+    "classification": [
+        ("accuracy", ("accuracy", "acc"), True),
+        ("recall", ("macro_recall", "recall_macro", "recall"), True),
+        ("precision", ("macro_precision", "precision_macro", "precision"), True),
+        ("roc_auc", ("roc_auc_macro_ovr", "roc_auc", "auc", "macro_auc"), True),
+    ],
+    "segmentation": [
+        ("dice", ("dice", "mean_dice"), True),
+        ("iou", ("iou", "mean_iou", "jaccard"), True),
+        ("hd", ("hd", "hausdorff", "hausdorff_distance"), False),
+        ("hd95", ("hd95", "hausdorff95"), False),
+    ],
+}
+
+
+def find_metric(metrics: dict, keys: tuple[str, ...]) -> float | None:
+    """A scalar for any of ``keys`` at the top level or under a summary-like key (``{"dice": {"mean": x}}`` too)."""
+    pools = [metrics] + [metrics[k] for k in ("summary", "mean", "metrics", "overall") if isinstance(metrics.get(k), dict)]
+    for pool in pools:
+        for key in keys:
+            value = pool.get(key)
+            if isinstance(value, dict):
+                value = value.get("mean")
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return float(value)
+    return None
+
+
+def evaluations(run: Path) -> list[tuple[str, str, str, Path]]:
+    """``(init, fraction, seed, metrics.json)`` of every evaluated fine-tuning,
+    ``finetune/<init>/lf<fraction>/seed<seed>/evaluate/metrics.json``."""
+    return [(p.parts[-5], p.parts[-4].removeprefix("lf"), p.parts[-3].removeprefix("seed"), p)
+            for p in sorted(run.glob("finetune/*/lf*/seed*/evaluate/metrics.json"))]
+
+
+def collect_results(run: Path, kind: str) -> dict:
+    """``{init: {fraction: {metric: [value per seed]}}}`` from ``finetune/*/lf*/seed*/evaluate/metrics.json``."""
+    out: dict = {}
+    for init, fraction, _, path in evaluations(run):
+        metrics = json.loads(path.read_text())
+        row = out.setdefault(init, {}).setdefault(fraction, {})
+        for name, keys, _ in METRICS[kind]:
+            value = find_metric(metrics, keys)
+            if value is not None:
+                row.setdefault(name, []).append(value)
+    return out
+
+
+def finished_runs(run: Path) -> dict[str, list[str]]:
+    """The initialisations, label fractions and seeds of every evaluated fine-tuning under ``run``, sorted."""
+    found = evaluations(run)
+    return {
+        "inits": sorted({e[0] for e in found}, key=init_order),
+        "fractions": sorted({e[1] for e in found}, key=float, reverse=True),
+        "seeds": sorted({e[2] for e in found}, key=int),
+    }
+
+
+def init_order(init: str) -> tuple[int, str]:
+    """Table order: random, the baselines, DCL-CsTP, + synthetic (ratios), then the ablations."""
+    order = list(INITIALISATIONS) + list(ABLATIONS)
+    if init in order:
+        return order.index(init), init
+    return (order.index("dcl_cstp_syn"), init) if init.startswith("dcl_cstp_syn") else (len(order), init)
+
+
+def format_values(values: list[float], percent: bool) -> str:
+    if not values:
+        return "-"
+    arr = np.asarray(values) * (100.0 if percent and max(abs(v) for v in values) <= 1.0 else 1.0)
+    if len(arr) == 1:
+        return f"{arr[0]:.2f}"
+    return f"{arr.mean():.2f} ± {arr.std(ddof=1):.2f}"
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def stage_times(run: Path) -> list[list[str]]:
+    rows = []
+    for done in sorted(run.rglob("DONE.json"), key=lambda p: p.stat().st_mtime):
+        rec = json.loads(done.read_text())
+        rows.append([rec["stage"], f"{rec['seconds']:.0f}"])
+    return rows
