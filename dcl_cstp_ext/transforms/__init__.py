@@ -6,6 +6,7 @@ augmentations, channel conversion and class probabilities of the downstream bund
 """
 
 from .channels import ToChannelsd
+from .color_jitter import RandColorJitter, RandColorJitterd
 from .finetune import classification_augmentation, segmentation_augmentation
 from .intensity import (
     LUMA,
@@ -15,15 +16,12 @@ from .intensity import (
     Equalize,
     RandAutoContrastd,
     RandBrightnessd,
-    RandColorJitter,
-    RandColorJitterd,
     RandEqualized,
-    RandPoissonNoise,
-    RandPoissonNoised,
     RandSharpness,
     RandSharpnessd,
     rgb_to_grey,
 )
+from .poisson_noise import RandPoissonNoise, RandPoissonNoised
 from .probabilities import ACTIVATIONS, ClassProbabilitiesd, class_probabilities
 from .spatial import RandResizedCrop, RandResizedCropd
 from .strong_augment import ALL_OP_NAMES, OP_NAMES, StrongAugmentd

@@ -10,7 +10,8 @@ import torch
 from monai.transforms import Compose, EnsureTyped, RandFlipd, RandRotated
 
 from .channels import ToChannelsd
-from .intensity import ClipIntensityd, RandColorJitterd
+from .color_jitter import RandColorJitterd
+from .intensity import ClipIntensityd
 from .spatial import RandResizedCropd
 
 __all__ = ["classification_augmentation", "segmentation_augmentation"]

@@ -13,13 +13,12 @@ here because MONAI lacks it or its version does not fit:
   torch (no numpy round trip) and leaving constant channels unchanged (MONAI maps them to 0);
 * :class:`RandSharpness` - PIL ``ImageEnhance.Sharpness``: blend with a smoothed image by a random factor
   (``< 1`` blurs, ``> 1`` sharpens). MONAI's ``RandGaussianSharpen`` only sharpens and costs two Gaussian filters;
-* :class:`RandColorJitter` - torchvision-style colour jitter without torchvision, grey-scale aware;
-* :class:`RandPoissonNoise` - the Poisson noise perturbation (PNP) of the paper.
+* colour jitter (:mod:`.color_jitter`) and the Poisson noise perturbation (:mod:`.poisson_noise`) live in modules
+  of their own.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
@@ -41,10 +40,6 @@ __all__ = [
     "RandSharpness",
     "RandSharpnessd",
     "RandBrightnessd",
-    "RandColorJitter",
-    "RandColorJitterd",
-    "RandPoissonNoise",
-    "RandPoissonNoised",
     "LUMA",
     "rgb_to_grey",
 ]
@@ -275,168 +270,3 @@ class RandBrightnessd(RandScaleIntensityd):
         for key in self.key_iterator(d):
             d[key] = d[key].clamp(0.0, 1.0)
         return d
-
-
-# --------------------------------------------------------------------------------------------------- colour jitter
-def _yiq_hue_matrix(theta: float) -> torch.Tensor:
-    """3x3 RGB->RGB matrix rotating the chroma plane of YIQ by ``theta`` (luma and grey pixels unchanged)."""
-    to_yiq = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=np.float64)
-    rot = np.array([[1.0, 0.0, 0.0], [0.0, math.cos(theta), -math.sin(theta)], [0.0, math.sin(theta), math.cos(theta)]])
-    return torch.as_tensor(np.linalg.inv(to_yiq) @ rot @ to_yiq, dtype=torch.float32)
-
-
-class RandColorJitter(RandomizableTransform):
-    """Colour jitter (torchvision ``ColorJitter`` semantics, random order of the four adjustments).
-
-    * brightness: ``x * b``, ``b ~ U(max(0, 1 - brightness), 1 + brightness)``;
-    * contrast: blend with the mean grey level, ``m + c (x - m)``, ``c ~ U(max(0, 1 - contrast), 1 + contrast)``;
-    * saturation (RGB only): blend with the grey image, ``s ~ U(max(0, 1 - saturation), 1 + saturation)``;
-    * hue (RGB only): rotation of the YIQ chroma plane by ``2 pi h``, ``h ~ U(-hue, hue)``, ``hue <= 0.5``
-      (a linear approximation of torchvision's HSV hue shift: cheap, keeps luma, never colours a grey pixel).
-
-    On an image with ``C != 3`` (grey X-ray) only brightness and contrast are applied: colour is never invented on
-    a grey image. Grey/RGB is decided at call time from the channel count; the random draws do not depend on it.
-    Each adjustment clips to ``[0, 1]``. A magnitude of 0 disables that adjustment.
-    """
-
-    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
-
-    def __init__(
-        self,
-        brightness: float = 0.4,
-        contrast: float = 0.4,
-        saturation: float = 0.4,
-        hue: float = 0.05,
-        prob: float = 1.0,
-    ) -> None:
-        RandomizableTransform.__init__(self, prob)
-        if not 0.0 <= hue <= 0.5:
-            raise ValueError(f"hue must be in [0, 0.5], got {hue}.")
-        self.brightness, self.contrast, self.saturation, self.hue = brightness, contrast, saturation, hue
-        self.factors = (1.0, 1.0, 1.0, 0.0)
-        self.order: list[int] = [0, 1, 2, 3]
-
-    def _factor(self, magnitude: float) -> float:
-        return float(self.R.uniform(max(0.0, 1.0 - magnitude), 1.0 + magnitude))
-
-    def randomize(self, data=None) -> None:
-        super().randomize(None)
-        if not self._do_transform:
-            return
-        b = self._factor(self.brightness)
-        c = self._factor(self.contrast)
-        s = self._factor(self.saturation)
-        h = float(self.R.uniform(-self.hue, self.hue))
-        self.factors = (b, c, s, h)
-        self.order = [int(i) for i in self.R.permutation(4)]
-
-    def __call__(self, img: NdarrayOrTensor, randomize: bool = True) -> NdarrayOrTensor:
-        if randomize:
-            self.randomize()
-        if not self._do_transform:
-            return img
-        x = to_float_tensor(img)
-        check_image(x, "RandColorJitter")
-        rgb = x.shape[0] == 3
-        b, c, s, h = self.factors
-        for op in self.order:
-            if op == 0 and self.brightness > 0:
-                x = (x * b).clamp_(0.0, 1.0)
-            elif op == 1 and self.contrast > 0:
-                mean = (rgb_to_grey(x) if rgb else x).mean()
-                x = torch.lerp(mean.expand_as(x), x, c).clamp_(0.0, 1.0)
-            elif op == 2 and rgb and self.saturation > 0:
-                x = torch.lerp(rgb_to_grey(x).expand_as(x), x, s).clamp_(0.0, 1.0)
-            elif op == 3 and rgb and self.hue > 0:
-                m = _yiq_hue_matrix(2.0 * math.pi * h).to(x.device)
-                x = torch.einsum("ij,jhw->ihw", m, x).clamp_(0.0, 1.0)
-        return like_input(x, img)
-
-
-class RandColorJitterd(RandArrayWrapd):
-    """Dictionary version of :class:`RandColorJitter` (one draw shared by all keys)."""
-
-    backend = RandColorJitter.backend
-
-    def __init__(
-        self,
-        keys: KeysCollection,
-        brightness: float = 0.4,
-        contrast: float = 0.4,
-        saturation: float = 0.4,
-        hue: float = 0.05,
-        prob: float = 1.0,
-        allow_missing_keys: bool = False,
-    ) -> None:
-        xform = RandColorJitter(brightness, contrast, saturation, hue, prob=1.0)
-        super().__init__(keys, xform, prob, allow_missing_keys)
-
-
-# --------------------------------------------------------------------------------------------------- PNP
-class RandPoissonNoise(RandomizableTransform):
-    """Poisson noise perturbation (PNP).
-
-    The intensity ``x`` in ``[0, 1]`` is read as the fraction of a photon count ``lam`` reached at full intensity;
-    pixel counts are re-sampled, ``out = Poisson(x * lam) / lam``, then clipped to ``[0, 1]``. So ``E[out] = x`` and
-    ``std(out) = sqrt(x / lam)``, a relative noise of ``1 / sqrt(x * lam)``: strong in dark regions and at low
-    photon levels, as in a real detector. The photon level is drawn log-uniformly from ``lam_range`` on every call
-    (``lam_range=(a, a)`` fixes it). Channels are perturbed independently.
-
-    Sampling uses a ``numpy.random.Generator`` seeded from ``self.R`` (torch's generator for tensors not on the
-    CPU), so ``set_random_state`` makes the noise reproducible.
-
-    Args:
-        lam_range: photon count at full intensity, ``(min, max)``; default ``(50, 1000)``: from clearly grainy
-            (relative noise 20 % at mid-grey for 50) to mild (4.5 % at mid-grey for 1000).
-        prob: probability of applying the perturbation.
-    """
-
-    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
-
-    def __init__(self, lam_range: Sequence[float] = (50.0, 1000.0), prob: float = 1.0) -> None:
-        RandomizableTransform.__init__(self, prob)
-        lo, hi = float(lam_range[0]), float(lam_range[1])
-        if not 0 < lo <= hi:
-            raise ValueError(f"lam_range must satisfy 0 < min <= max, got {lam_range}.")
-        self.lam_range = (lo, hi)
-        self.lam = lo
-        self._rng = np.random.default_rng(0)
-
-    def randomize(self, data=None) -> None:
-        super().randomize(None)
-        if not self._do_transform:
-            return
-        lo, hi = self.lam_range
-        self.lam = float(math.exp(self.R.uniform(math.log(lo), math.log(hi)))) if hi > lo else lo
-        # one generator per draw: successive keys of a dictionary get different (but reproducible) noise
-        self._rng = np.random.default_rng(int(self.R.randint(2**31 - 1)))
-
-    def __call__(self, img: NdarrayOrTensor, randomize: bool = True) -> NdarrayOrTensor:
-        if randomize:
-            self.randomize()
-        if not self._do_transform:
-            return img
-        x = to_float_tensor(img)
-        rate = x.clamp(0.0, 1.0) * self.lam
-        if rate.device.type == "cpu":
-            counts = torch.from_numpy(self._rng.poisson(rate.numpy()).astype(np.float32, copy=False))
-        else:
-            gen = torch.Generator(device=rate.device).manual_seed(int(self._rng.integers(2**63 - 1)))
-            counts = torch.poisson(rate, generator=gen)
-        out = (counts / self.lam).clamp_(0.0, 1.0)
-        return like_input(out, img)
-
-
-class RandPoissonNoised(RandArrayWrapd):
-    """Dictionary version of :class:`RandPoissonNoise` (same photon level for all keys, independent noise)."""
-
-    backend = RandPoissonNoise.backend
-
-    def __init__(
-        self,
-        keys: KeysCollection,
-        lam_range: Sequence[float] = (50.0, 1000.0),
-        prob: float = 1.0,
-        allow_missing_keys: bool = False,
-    ) -> None:
-        super().__init__(keys, RandPoissonNoise(lam_range, prob=1.0), prob, allow_missing_keys)

@@ -31,15 +31,9 @@ from monai.config import KeysCollection, NdarrayOrTensor
 from monai.transforms import Compose, EnsureTyped, MapTransform, Randomizable, RandomOrder, RandRotated, SomeOf
 
 from ._base import seed_child
-from .intensity import (
-    ClipIntensityd,
-    RandAutoContrastd,
-    RandBrightnessd,
-    RandColorJitterd,
-    RandEqualized,
-    RandPoissonNoised,
-    RandSharpnessd,
-)
+from .color_jitter import RandColorJitterd
+from .intensity import ClipIntensityd, RandAutoContrastd, RandBrightnessd, RandEqualized, RandSharpnessd
+from .poisson_noise import RandPoissonNoised
 from .spatial import RandResizedCropd
 
 __all__ = ["StrongAugmentd", "OP_NAMES", "ALL_OP_NAMES"]
