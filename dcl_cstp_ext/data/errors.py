@@ -25,3 +25,8 @@ class DataError(ValueError):
             lines.append(f"  ... and {len(problems) - _MAX_LISTED} more")
         hint = "(pass skip_invalid=True to skip these items instead)"
         return cls(f"{context}: {len(problems)} problem(s) {hint}\n" + "\n".join(lines), problems)
+
+    @classmethod
+    def in_file(cls, path, message: str) -> DataError:
+        """The error for one bad file: the message starts with the file, ``problems`` holds ``(file, message)``."""
+        return cls(f"{path}: {message}", [(str(path), message)])
