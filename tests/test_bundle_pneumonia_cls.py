@@ -67,7 +67,9 @@ def test_train_two_iterations_saves_best_model_with_its_classes(trained):
     assert trainer.state.iteration == 2
     assert wf.check_properties() == []  # the model zoo's required train properties, with the right IDs
     assert np.isfinite(trainer.state.output["loss"])
-    assert 0 <= evaluator.state.metrics["val_accuracy"] <= 1 and "val_auc" in evaluator.state.metrics
+    acc = evaluator.state.metrics["val_accuracy"]  # 32 validation images: a whole number of them right
+    assert acc * 32 == pytest.approx(round(acc * 32)) and "val_auc" in evaluator.state.metrics
+    assert evaluator.state.best_metric == pytest.approx(acc)  # accuracy is the key metric
     ckpt = torch.load(root / "models" / "model.pt", weights_only=True)
     assert ckpt["info"]["class_names"] == list(COVID_CLASSES)
     assert ckpt["info"]["activation"] == "sigmoid" and ckpt["info"]["backbone"] == "resnet18"
@@ -101,6 +103,9 @@ def test_evaluate_writes_metrics_predictions_and_confusion_matrix(trained, demo_
     state = wf.parser.get_parsed_content("validate#evaluator").state
     assert metrics["summary"]["accuracy"] == pytest.approx(state.metrics["val_accuracy"])
     assert metrics["summary"]["macro_recall"] == pytest.approx(state.metrics["val_macro_recall"])
+    # ... and with the training's own validation of the model it saved (one epoch: the best is the last)
+    trained_val = json.loads((root / "eval" / "val_metrics.jsonl").read_text().splitlines()[-1])
+    assert metrics["summary"]["accuracy"] == pytest.approx(trained_val["val_accuracy"])
     assert (out / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
     assert not (out / "tensorboard").exists()  # evaluation does not create a training writer
 
@@ -204,7 +209,9 @@ def test_ddp_two_ranks_with_gloo(tmp_path, demo_data):
     assert "fc.weight" in ckpt["model"] and ckpt["info"]["class_names"] == list(COVID_CLASSES)
     assert torch.load(tmp_path / "models" / "checkpoint.pt", weights_only=False)["trainer"]["iteration"] == 2
     rows = (tmp_path / "eval" / "val_metrics.jsonl").read_text().splitlines()
-    assert len(rows) == 1 and 0 <= json.loads(rows[0])["val_accuracy"] <= 1  # one writer, not two
+    assert len(rows) == 1  # one writer, not two
+    acc = json.loads(rows[0])["val_accuracy"]  # gathered over both shards: a whole number of the 32 images
+    assert acc * 32 == pytest.approx(round(acc * 32))
 
 
 def test_verify_net_in_out_with_the_metadata_shapes(tmp_path):

@@ -251,7 +251,10 @@ def test_bench_sample_cli_times_each_sampler_and_measures_quality(trained, tmp_p
     assert rows["ddim"]["unet_evaluations"] == 40 and rows["dpm_solver"]["unet_evaluations"] == 4
     assert rows["ddim"]["speedup"] == pytest.approx(1.0)
     assert rows["dpm_solver"]["seconds_per_image"] > 0 and rows["dpm_solver"]["speedup"] > 1.0
-    assert all(r["frechet_distance"] is not None and r["frechet_distance"] >= 0 for r in rows.values())
+    # the first sampler is the reference of the Frechet-distance ratio
+    assert rows["ddim"]["fd_ratio"] == pytest.approx(1.0)
+    assert rows["dpm_solver"]["fd_ratio"] == pytest.approx(rows["dpm_solver"]["frechet_distance"]
+                                                          / rows["ddim"]["frechet_distance"])
     assert "dpm_solver" in proc.stdout  # the table is printed
 
 

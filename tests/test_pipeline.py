@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -105,7 +106,9 @@ def test_pipeline_end_to_end_report_and_resume(tmp_path, demo_data, monkeypatch)
     assert "s per image**" in text  # the sampler's timing
     for init in ("random", "dcl_cstp"):
         metrics = json.loads((run / "finetune" / init / "lf1" / "seed0" / "evaluate" / "metrics.json").read_text())
-        assert 0.0 <= metrics["dice"]["mean"] <= 1.0
+        with open(run / "finetune" / init / "lf1" / "seed0" / "evaluate" / "metrics_per_image.csv") as fh:
+            dice = [float(row["dice"]) for row in csv.DictReader(fh)]
+        assert metrics["n"] == len(dice) and metrics["dice"]["mean"] == pytest.approx(sum(dice) / len(dice), abs=1e-5)
     assert (run / "figures" / "pretrain_curves.png").stat().st_size > 1000
     html = (run / "report.html").read_text()
     assert "data:image/png;base64," in html and "<table>" in html
