@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
+from ..networks.utils import unwrap
 from ..networks.weights import atomic_save
 from .handlers import is_main_process
 
@@ -33,10 +34,6 @@ class RNGState:
         torch.set_rng_state(state["torch"])
         if "cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _unwrap(obj):
-    return obj.module if hasattr(obj, "module") and isinstance(obj, torch.nn.Module) else obj
 
 
 class ResumableCheckpoint:
@@ -77,7 +74,7 @@ class ResumableCheckpoint:
     def save(self, engine: Engine) -> None:
         if not is_main_process():
             return
-        state = {name: _unwrap(obj).state_dict() for name, obj in self.objects.items()}
+        state = {name: unwrap(obj).state_dict() for name, obj in self.objects.items()}
         state["trainer"] = {"epoch": engine.state.epoch, "iteration": engine.state.iteration}
         atomic_save(state, self.path)
 
@@ -91,7 +88,7 @@ class ResumableCheckpoint:
         for name, obj in self.objects.items():
             if name not in state:
                 raise KeyError(f"checkpoint {self.path} has no '{name}' entry (it has {sorted(state)})")
-            _unwrap(obj).load_state_dict(state[name])
+            unwrap(obj).load_state_dict(state[name])
         epoch, iteration = state["trainer"]["epoch"], state["trainer"]["iteration"]
         epoch_length = engine.state.epoch_length
         if epoch_length and iteration % epoch_length:

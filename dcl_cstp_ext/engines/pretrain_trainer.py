@@ -9,6 +9,7 @@ from ignite.engine import Engine
 from monai.engines import Trainer
 from monai.utils import convert_to_tensor
 
+from ..networks.utils import unwrap
 from .step import ssl_train_step
 
 __all__ = ["PretrainTrainer"]
@@ -97,7 +98,7 @@ class PretrainTrainer(Trainer):
 
 def _check_bn_splits(network: torch.nn.Module, loader) -> None:
     """Refuse, before any step, a batch size that the method's split BatchNorm groups do not divide."""
-    splits = getattr(getattr(network, "module", network), "bn_splits", 1)
+    splits = getattr(unwrap(network), "bn_splits", 1)
     batch = getattr(loader, "batch_size", None)
     if splits > 1 and batch and batch % splits:
         raise ValueError(f"batch_size {batch} is not divisible by bn_splits {splits} (the split BatchNorm groups); "

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from ..methods.base import SSLMethod
+from ..networks.utils import unwrap
 
 __all__ = ["ssl_train_step", "autocast_for"]
 
@@ -53,6 +54,6 @@ def ssl_train_step(
         if grad_clip:
             torch.nn.utils.clip_grad_norm_(method.parameters(), grad_clip)
         optimizer.step()
-    getattr(method, "module", method).on_train_batch_end()
+    unwrap(method).on_train_batch_end()
     out["loss"] = loss.detach()
     return out

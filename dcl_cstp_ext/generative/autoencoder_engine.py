@@ -11,6 +11,7 @@ from monai.losses import PatchAdversarialLoss
 from monai.utils import convert_to_tensor
 
 from ..engines.step import autocast_for
+from ..networks.utils import unwrap
 
 __all__ = ["AutoencoderTrainer", "kl_divergence"]
 
@@ -20,10 +21,6 @@ def kl_divergence(z_mu: torch.Tensor, z_sigma: torch.Tensor) -> torch.Tensor:
     ``0.5 * sum(mu^2 + sigma^2 - log(sigma^2) - 1)`` (the MONAI generative tutorials' convention)."""
     kl = 0.5 * (z_mu.pow(2) + z_sigma.pow(2) - torch.log(z_sigma.pow(2) + 1e-12) - 1.0)
     return kl.flatten(1).sum(dim=1).mean()
-
-
-def _unwrap(module: torch.nn.Module | None) -> torch.nn.Module | None:
-    return getattr(module, "module", module)
 
 
 class AutoencoderTrainer(Trainer):
@@ -132,7 +129,7 @@ class AutoencoderTrainer(Trainer):
             loss = l1 + self.kl_weight * kl
             g_adv = torch.zeros((), device=dev)
             if adversarial:  # the discriminator judges the reconstruction; its own weights get no gradient here
-                disc = _unwrap(self.discriminator)  # (unwrapped: no DDP synchronisation for this forward)
+                disc = unwrap(self.discriminator)  # (unwrapped: no DDP synchronisation for this forward)
                 disc.train()
                 disc.requires_grad_(False)
                 g_adv = self.adv_loss(disc(recon.contiguous().float())[-1], target_is_real=True, for_discriminator=False)
@@ -143,7 +140,7 @@ class AutoencoderTrainer(Trainer):
             self._backward_step(loss, self.optimizer, self.scaler, self.network.parameters(), self.grad_clip)
         finally:
             if adversarial:
-                _unwrap(self.discriminator).requires_grad_(True)
+                unwrap(self.discriminator).requires_grad_(True)
 
         d_loss = torch.zeros((), device=dev)
         if adversarial:

@@ -14,14 +14,11 @@ from monai.inferers import LatentDiffusionInferer
 from monai.utils import convert_to_tensor
 
 from ..engines.step import autocast_for
+from ..networks.utils import eval_mode, unwrap
 
 __all__ = ["DiffusionTrainer", "LatentScale", "compute_scale_factor", "freeze"]
 
 logger = logging.getLogger(__name__)
-
-
-def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
-    return getattr(module, "module", module)
 
 
 def freeze(module: torch.nn.Module) -> torch.nn.Module:
@@ -45,15 +42,13 @@ def compute_scale_factor(
     """``1 / std(z)`` over the sampled latents ``z = mu + sigma * eps`` of the first ``max_items`` items of
     ``data`` (a sequence of dicts holding ``(C, H, W)`` images), in their order, with ``eps`` drawn from a
     generator seeded by ``seed``: the same value on every DDP rank and on every run (Rombach et al. 2022)."""
-    model = _unwrap(autoencoder)
-    was_training = model.training
-    model.eval()
+    model = unwrap(autoencoder)
     n = min(len(data), max_items)
     if n == 0:
         raise ValueError("cannot compute the latent scale factor on an empty dataset")
     g = torch.Generator().manual_seed(seed)
     total, total_sq, count = 0.0, 0.0, 0
-    try:
+    with eval_mode(model):
         for start in range(0, n, batch_size):
             x = torch.stack([
                 convert_to_tensor(data[i][image_key], track_meta=False) for i in range(start, min(n, start + batch_size))
@@ -64,8 +59,6 @@ def compute_scale_factor(
             total += float(z.sum())
             total_sq += float((z * z).sum())
             count += z.numel()
-    finally:
-        model.train(was_training)
     var = total_sq / count - (total / count) ** 2
     std = max(var, 1e-12) ** 0.5
     return float(1.0 / std)
