@@ -1,4 +1,4 @@
-"""Engines: the shared training step, the pre-training trainer, k-NN monitor, checkpoints and handlers."""
+"""Engines: the training step and trainer base, the pre-training trainer, k-NN monitor, checkpoints, handlers."""
 
 from .checkpoint import ResumableCheckpoint, RNGState
 from .distributed import close_process_group, open_process_group
@@ -16,8 +16,9 @@ from .knn_monitor import KNNMonitor, build_knn_monitor, extract_features, knn_pr
 from .optim import METHOD_LR, KeepFixedLR, build_lr_scheduler, build_optimizer, method_lr
 from .pretrain_trainer import PretrainTrainer
 from .seeded_data import EpochSeededSampler, SeededAugmentDataset
-from .step import autocast_for, ssl_train_step
+from .step import autocast_for, grad_scaler_for, optimizer_step, ssl_train_step
 from .tracking import mlflow_compatible
+from .trainer_base import StepTrainer
 
 __all__ = [
     "ResumableCheckpoint",
@@ -50,6 +51,9 @@ __all__ = [
     "EpochSeededSampler",
     "SeededAugmentDataset",
     "autocast_for",
+    "grad_scaler_for",
+    "optimizer_step",
     "ssl_train_step",
+    "StepTrainer",
     "mlflow_compatible",
 ]
