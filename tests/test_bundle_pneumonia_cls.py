@@ -74,7 +74,7 @@ def test_train_two_iterations_saves_best_model_with_its_classes(trained):
     assert ckpt["info"]["class_names"] == list(COVID_CLASSES)
     assert ckpt["info"]["activation"] == "sigmoid" and ckpt["info"]["backbone"] == "resnet18"
     assert ckpt["model"]["fc.weight"].shape == (4, 512)
-    assert torch.load(root / "models" / "checkpoint.pt", weights_only=False)["trainer"]["iteration"] == 2
+    assert torch.load(root / "models" / "checkpoint.pt", weights_only=True)["trainer"]["iteration"] == 2
     val = [json.loads(line) for line in (root / "eval" / "val_metrics.jsonl").read_text().splitlines()]
     assert val[-1]["epoch"] == 1 and val[-1]["best_metric"] == val[-1]["val_accuracy"]
     assert "train_loss" in json.loads((root / "eval" / "metrics.jsonl").read_text().splitlines()[-1])
@@ -173,7 +173,7 @@ def test_resume_continues_with_the_best_model_tracking(trained, tmp_path, demo_d
     kw = _tiny(tmp_path, demo_data["covid_radiography"])
     # pretend epoch 1 was unbeatable: a resumed run must neither forget it nor overwrite model.pt
     path = tmp_path / "models" / "checkpoint.pt"
-    ckpt = torch.load(path, weights_only=False)
+    ckpt = torch.load(path, weights_only=True)
     ckpt["best"]["best_metric"] = 2.0
     (_, name), = ckpt["best"]["saver"]["_saved"]  # ignite Checkpoint's list of (priority, file)
     ckpt["best"]["saver"]["_saved"] = [(2.0, name)]
@@ -207,7 +207,7 @@ def test_ddp_two_ranks_with_gloo(tmp_path, demo_data):
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
     assert "fc.weight" in ckpt["model"] and ckpt["info"]["class_names"] == list(COVID_CLASSES)
-    assert torch.load(tmp_path / "models" / "checkpoint.pt", weights_only=False)["trainer"]["iteration"] == 2
+    assert torch.load(tmp_path / "models" / "checkpoint.pt", weights_only=True)["trainer"]["iteration"] == 2
     rows = (tmp_path / "eval" / "val_metrics.jsonl").read_text().splitlines()
     assert len(rows) == 1  # one writer, not two
     acc = json.loads(rows[0])["val_accuracy"]  # gathered over both shards: a whole number of the 32 images

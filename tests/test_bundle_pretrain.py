@@ -74,7 +74,7 @@ class _Crash(RuntimeError):
 
 
 def _state(models_dir):
-    ckpt = torch.load(models_dir / "checkpoint.pt", weights_only=False)
+    ckpt = torch.load(models_dir / "checkpoint.pt", weights_only=True)
     return ckpt
 
 
@@ -170,7 +170,7 @@ def test_ddp_two_ranks_gather_keys_into_the_queue(tmp_path, demo_data):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ckpt = torch.load(tmp_path / "models" / "checkpoint.pt", weights_only=False)
+    ckpt = torch.load(tmp_path / "models" / "checkpoint.pt", weights_only=True)
     assert ckpt["trainer"]["iteration"] == 2
     assert int(ckpt["model"]["queue.ptr"]) == 2 * 2 * TINY["batch_size"]  # iterations x ranks x batch
     # each key came with its image's data-set index, gathered from both ranks: 16 distinct images of one epoch

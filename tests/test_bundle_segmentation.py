@@ -212,7 +212,7 @@ def test_dcl_cstp_export_initialises_the_encoder(freeze, tmp_path, demo_data, dc
     fresh = _encoder_state(FlexibleUNet(3, 1, "resnet18", spatial_dims=2).state_dict())
     assert any(not torch.equal(fresh[k], v) for k, v in export.items() if v.is_floating_point())
 
-    end = torch.load(tmp_path / "models" / "checkpoint.pt", map_location="cpu", weights_only=False)["model"]
+    end = torch.load(tmp_path / "models" / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]
     enc_end = _encoder_state(end)
     changed = [k for k, v in export.items() if not torch.equal(enc_end[k], v)]
     if freeze:
@@ -295,7 +295,7 @@ def test_ddp_two_ranks(tmp_path, demo_data):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ckpt = torch.load(tmp_path / "models" / "checkpoint.pt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(tmp_path / "models" / "checkpoint.pt", map_location="cpu", weights_only=True)
     assert ckpt["trainer"]["iteration"] == 2 and ckpt["best"]["best_metric_epoch"] == 1
     best = torch.load(tmp_path / "models" / "model.pt", map_location="cpu", weights_only=True)
     assert not any(k.startswith("module.") for k in best)  # saved unwrapped: loads into network_def

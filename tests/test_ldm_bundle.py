@@ -76,7 +76,7 @@ def test_autoencoder_stage_trains_two_iterations_with_the_adversarial_loss(train
     out = state.output
     assert all(torch.isfinite(torch.tensor(out[k])) for k in ("loss", "l1", "kl", "g_adv", "d_loss"))
     assert out["d_loss"] > 0 and out["g_adv"] > 0 and out["kl"] > 0
-    ckpt = torch.load(root / "models" / "autoencoder_checkpoint.pt", weights_only=False)
+    ckpt = torch.load(root / "models" / "autoencoder_checkpoint.pt", weights_only=True)
     assert {"model", "optimizer", "discriminator", "d_optimizer", "rng", "trainer"} <= set(ckpt)
     export = torch.load(root / "models" / "autoencoder.pt", weights_only=True)
     assert "encoder.blocks.0.conv.weight" in export["model"] and export["in_channels"] == 3
@@ -92,7 +92,7 @@ def test_grey_data_autoencoder_without_discriminator(tmp_path, demo_data):
     wf = _train(tmp_path, demo_data["covid_radiography"], AE, output_dir=str(tmp_path / "ae"), in_channels=1,
                 adv_weight=0.0, autoencoder_max_epochs=1)
     assert wf.parser.get_parsed_content("train#trainer").state.iteration == 2
-    ckpt = torch.load(tmp_path / "models" / "autoencoder_checkpoint.pt", weights_only=False)
+    ckpt = torch.load(tmp_path / "models" / "autoencoder_checkpoint.pt", weights_only=True)
     assert "discriminator" not in ckpt
     assert Image.open(tmp_path / "ae" / "reconstructions" / "epoch_0001.png").mode == "L"
 
@@ -102,7 +102,7 @@ def test_diffusion_stage_stores_the_scale_factor_with_the_checkpoint(trained):
     state = wf.parser.get_parsed_content("train#trainer").state
     assert state.iteration == 2 and torch.isfinite(torch.tensor(state.output["loss"]))
     export = torch.load(root / "models" / "model.pt", weights_only=True)
-    resumable = torch.load(root / "models" / "diffusion_checkpoint.pt", weights_only=False)
+    resumable = torch.load(root / "models" / "diffusion_checkpoint.pt", weights_only=True)
     scale = export["scale_factor"]
     assert resumable["latent_scale"]["scale_factor"] == scale
     assert state.output["scale_factor"] == scale
@@ -173,7 +173,7 @@ def test_autoencoder_resume_continues_the_iteration_count(tmp_path, demo_data):
     with pytest.raises(RuntimeError):
         _train(tmp_path, demo_data["kvasir_seg"], AE, before_run=crash_at_3, **kw)
     ckpt = tmp_path / "models" / "autoencoder_checkpoint.pt"
-    assert torch.load(ckpt, weights_only=False)["trainer"] == {"epoch": 1, "iteration": 2}
+    assert torch.load(ckpt, weights_only=True)["trainer"] == {"epoch": 1, "iteration": 2}
     ran = []
 
     def count(wf):
@@ -186,7 +186,7 @@ def test_autoencoder_resume_continues_the_iteration_count(tmp_path, demo_data):
     state = wf.parser.get_parsed_content("train#trainer").state
     assert ran == [3, 4] and state.iteration == 4 and state.epoch == 2  # continued, not restarted
     assert state.output["d_loss"] > 0  # epoch 2 is past the adversarial warm-up
-    final = torch.load(ckpt, weights_only=False)
+    final = torch.load(ckpt, weights_only=True)
     assert final["trainer"] == {"epoch": 2, "iteration": 4}
     assert max(int(s["step"]) for s in final["optimizer"]["state"].values()) == 4
 
@@ -225,7 +225,7 @@ def test_ddp_two_ranks_train_both_stages(tmp_path, demo_data):
                 "--output_dir", str(tmp_path / stage[-1].removesuffix(".json")), *common]
         proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
-    ae = torch.load(tmp_path / "models" / "autoencoder_checkpoint.pt", weights_only=False)
+    ae = torch.load(tmp_path / "models" / "autoencoder_checkpoint.pt", weights_only=True)
     assert ae["trainer"]["iteration"] == 2 and "discriminator" in ae
     assert not any(k.startswith("module.") for k in ae["model"])
     dm = torch.load(tmp_path / "models" / "model.pt", weights_only=True)

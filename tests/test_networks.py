@@ -14,8 +14,10 @@ from dcl_cstp_ext.networks import (
     ResNetClassifier,
     ResNetEncoder2D,
     build_projection_head,
+    eval_mode,
     extract_encoder_state,
     load_encoder,
+    unwrap,
 )
 
 
@@ -196,3 +198,21 @@ def test_fine_tuning_unet_trains_through_the_resnet18_shortcuts():
     g_trained, g_ref, g_monai = grads(trained), grads(reference), grads(monai_net)
     torch.testing.assert_close(g_trained, g_ref)
     assert not torch.allclose(g_monai, g_ref)  # the cut identity path changes the encoder's gradient
+
+
+def test_unwrap_takes_the_network_out_of_a_data_parallel_wrapper_only():
+    net = torch.nn.Linear(2, 2)
+    assert unwrap(torch.nn.DataParallel(net)) is net
+    assert unwrap(net) is net and unwrap(None) is None
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    assert unwrap(opt) is opt
+
+
+def test_eval_mode_restores_every_submodule_flag_also_after_an_error():
+    a = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    a[1].eval()  # a frozen BatchNorm inside a training network keeps its own flag
+    b = torch.nn.Linear(2, 2).eval()
+    with pytest.raises(RuntimeError, match="inside"), eval_mode(a, b):
+        assert not any(m.training for m in [*a.modules(), b])
+        raise RuntimeError("inside")
+    assert [m.training for m in a.modules()] == [True, True, False] and not b.training

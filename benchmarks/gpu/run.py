@@ -96,7 +96,13 @@ def loading_share(s: dict, device: str, data_root: str) -> dict:
     from monai.utils import convert_to_tensor
 
     from dcl_cstp_ext.data import build_datalist, crop_source_size, make_cached_dataset, unlabelled_preprocess
-    from dcl_cstp_ext.engines import EpochSeededSampler, SeededAugmentDataset, build_optimizer, ssl_train_step
+    from dcl_cstp_ext.engines import (
+        EpochSeededSampler,
+        SeededAugmentDataset,
+        build_optimizer,
+        grad_scaler_for,
+        ssl_train_step,
+    )
     from dcl_cstp_ext.methods import build_method
     from dcl_cstp_ext.networks import bn_splits_for
     from dcl_cstp_ext.transforms import strong_views_transform
@@ -116,7 +122,7 @@ def loading_share(s: dict, device: str, data_root: str) -> dict:
     method = build_method("dcl_cstp", backbone=s["backbone"], in_channels=3, queue_size=s["queue_size"],
                           bn_splits=bn_splits_for(batch)).to(dev)
     opt = build_optimizer(method.param_groups(), lr=0.03)
-    scaler = torch.amp.GradScaler("cuda") if cuda else None
+    scaler = grad_scaler_for(dev, cuda)
     wait = step = 0.0
     n = 0
     epoch = 0

@@ -46,7 +46,7 @@ def _measure(
     threads: int | None,
     bn_splits: int = 1,
 ) -> dict:
-    from ..engines.step import ssl_train_step
+    from ..engines.step import grad_scaler_for, ssl_train_step
     from ..methods import build_method
 
     if threads:
@@ -61,7 +61,7 @@ def _measure(
         model = model.to(memory_format=torch.channels_last)
         views = [v.contiguous(memory_format=torch.channels_last) for v in views]
     opt = torch.optim.SGD(model.param_groups(), lr=0.03, momentum=0.9, weight_decay=1e-4)
-    scaler = torch.amp.GradScaler("cuda") if (amp and dev.type == "cuda") else None
+    scaler = grad_scaler_for(dev, amp)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     for _ in range(warmup):
         ssl_train_step(model, opt, views, amp=amp, scaler=scaler, indices=indices)

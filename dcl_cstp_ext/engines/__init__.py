@@ -1,5 +1,5 @@
-"""Engines: the shared training step, the pre-training trainer, k-NN monitor, checkpoints, handlers, validation
-bookkeeping and what an engine's output holds per image."""
+"""Engines: the training step and trainer base, the pre-training trainer, k-NN monitor, checkpoints, handlers,
+validation bookkeeping and what an engine's output holds per image."""
 
 from .checkpoint import ResumableCheckpoint, RNGState
 from .distributed import close_process_group, open_process_group
@@ -19,8 +19,9 @@ from .outputs import label_index, per_image_items, source_filename, stacked_outp
 from .prepare_batch import SegmentationPrepareBatch
 from .pretrain_trainer import PretrainTrainer
 from .seeded_data import EpochSeededSampler, SeededAugmentDataset, seeded_cached_dataset
-from .step import autocast_for, ssl_train_step
+from .step import autocast_for, grad_scaler_for, optimizer_step, ssl_train_step
 from .tracking import mlflow_compatible
+from .trainer_base import StepTrainer
 from .validation import BestMetricState, ValidationLog, rank_zero_summary_writer
 
 __all__ = [
@@ -54,7 +55,10 @@ __all__ = [
     "EpochSeededSampler",
     "SeededAugmentDataset",
     "autocast_for",
+    "grad_scaler_for",
+    "optimizer_step",
     "ssl_train_step",
+    "StepTrainer",
     "mlflow_compatible",
     "label_index",
     "per_image_items",

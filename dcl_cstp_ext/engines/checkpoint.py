@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import pickle
 import random
+import re
 from pathlib import Path
 
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
+from ..networks.utils import unwrap
 from ..networks.weights import atomic_save
 from .handlers import is_main_process
 
@@ -18,25 +21,45 @@ __all__ = ["RNGState", "ResumableCheckpoint"]
 logger = logging.getLogger(__name__)
 
 
+#: numpy arrays only: checkpoints written before the RNG state was plain data hold numpy's as an array
+_LEGACY_GLOBALS = [(getattr(np, "_core", None) or np.core).multiarray._reconstruct, np.ndarray, np.dtype,
+                   type(np.dtype(np.uint32))]
+
+
 class RNGState:
-    """The random number generators of python, numpy, torch (and CUDA) as one checkpointable object."""
+    """The random number generators of python, numpy, torch (and CUDA) as one checkpointable object.
+
+    The state is plain data, loadable with ``torch.load(weights_only=True)``: python's Mersenne Twister as an
+    int64 tensor ``(625,)`` with its version and Gaussian cache, numpy's as its ``get_state()`` fields (keys
+    ``(624,)`` as an int64 tensor), torch's (and each CUDA device's) as their byte tensors.
+    """
 
     def state_dict(self) -> dict:
-        state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+        version, internal, gauss_next = random.getstate()
+        algorithm, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
+        state = {
+            "python": {"version": version, "state": torch.tensor(internal, dtype=torch.int64),
+                       "gauss_next": gauss_next},
+            "numpy": {"algorithm": str(algorithm), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
+            "torch": torch.get_rng_state(),
+        }
         if torch.cuda.is_available():
             state["cuda"] = torch.cuda.get_rng_state_all()
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        random.setstate(state["python"])
-        np.random.set_state(state["numpy"])
+        py, npy = state["python"], state["numpy"]
+        if isinstance(py, dict):
+            random.setstate((py["version"], tuple(py["state"].tolist()), py["gauss_next"]))
+            npy = (npy["algorithm"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
+                   npy["cached_gaussian"])
+        else:  # a legacy checkpoint: random.getstate() and np.random.get_state() as they are
+            random.setstate(py)
+        np.random.set_state(npy)
         torch.set_rng_state(state["torch"])
         if "cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _unwrap(obj):
-    return obj.module if hasattr(obj, "module") and isinstance(obj, torch.nn.Module) else obj
 
 
 class ResumableCheckpoint:
@@ -47,6 +70,9 @@ class ResumableCheckpoint:
     scaler...; anything with ``state_dict``/``load_state_dict``), the trainer's epoch/iteration and the RNG
     states. On ``STARTED``, if the file exists (and ``resume``), everything is restored; a mid-epoch position is
     honoured by telling the :class:`EpochSeededSampler` to skip the samples already seen.
+
+    The file is read with ``torch.load(weights_only=True)``: tensors and plain data only, so a planted file cannot
+    run code; anything else is refused with a ``RuntimeError`` naming the file.
 
     Only rank 0 writes (decided at save time); every rank resumes.
     """
@@ -77,7 +103,7 @@ class ResumableCheckpoint:
     def save(self, engine: Engine) -> None:
         if not is_main_process():
             return
-        state = {name: _unwrap(obj).state_dict() for name, obj in self.objects.items()}
+        state = {name: unwrap(obj).state_dict() for name, obj in self.objects.items()}
         state["trainer"] = {"epoch": engine.state.epoch, "iteration": engine.state.iteration}
         atomic_save(state, self.path)
 
@@ -85,13 +111,21 @@ class ResumableCheckpoint:
         if not (self.resume and self.path.is_file()):
             return
         try:
-            state = torch.load(self.path, map_location="cpu", weights_only=False)
+            with torch.serialization.safe_globals(_LEGACY_GLOBALS):
+                state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as err:  # an object that only unpickling code could rebuild
+            found = re.search(r"GLOBAL (\S+)", str(err))
+            raise RuntimeError(
+                f"refusing to resume from {self.path}: it holds {found.group(1) if found else 'an object'}, not only "
+                "tensors and plain data, and loading it could run code; move the file away (or set resume to "
+                "false) to start afresh"
+            ) from err
         except Exception as err:  # a checkpoint the user cannot resume from must say so, not crash obscurely
             raise RuntimeError(f"cannot read checkpoint {self.path}: {err}") from err
         for name, obj in self.objects.items():
             if name not in state:
                 raise KeyError(f"checkpoint {self.path} has no '{name}' entry (it has {sorted(state)})")
-            _unwrap(obj).load_state_dict(state[name])
+            unwrap(obj).load_state_dict(state[name])
         epoch, iteration = state["trainer"]["epoch"], state["trainer"]["iteration"]
         epoch_length = engine.state.epoch_length
         if epoch_length and iteration % epoch_length:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..networks.utils import eval_mode
 from .knn_monitor import knn_predict
 
 __all__ = ["probe_folds", "cross_validated_knn", "cross_validated_linear", "dense_features",
@@ -75,10 +76,8 @@ def dense_features(encoder: torch.nn.Module, loader, stages: tuple[int, ...] = (
     and the L2-normalised pooled features ``(N, C)`` of the global probes."""
     import torch.nn.functional as F
 
-    was_training = encoder.training
-    encoder.eval()
     feats, masks, pooled = [], [], []
-    try:
+    with eval_mode(encoder):
         for batch in loader:
             maps, pool = encoder(torch.as_tensor(batch[image_key]).to(device))
             pooled.append(F.normalize(pool.float(), dim=1).cpu())
@@ -86,8 +85,6 @@ def dense_features(encoder: torch.nn.Module, loader, stages: tuple[int, ...] = (
             feats.append(torch.cat([F.interpolate(maps[s].float(), size=size, mode="bilinear", align_corners=False)
                                     if maps[s].shape[-2:] != size else maps[s].float() for s in stages], 1).cpu())
             masks.append(F.adaptive_avg_pool2d(torch.as_tensor(batch[label_key]).float(), size)[:, 0] >= 0.5)
-    finally:
-        encoder.train(was_training)
     return torch.cat(feats).numpy(), torch.cat(masks).numpy(), torch.cat(pooled).numpy()
 
 

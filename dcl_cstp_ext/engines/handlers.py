@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 from ignite.engine import Engine, Events
 
+from ..networks.utils import unwrap
 from ..networks.weights import atomic_save
 
 __all__ = ["ProgressBarHandler", "EpochSummary", "EncoderExport", "is_main_process"]
@@ -123,7 +124,7 @@ class EncoderExport:
     def __call__(self, engine: Engine) -> None:
         if not is_main_process():
             return
-        model = getattr(self.network, "module", self.network)
+        model = unwrap(self.network)
         atomic_save(model.encoder.state_dict(), self.dir / "encoder.pt")
         atomic_save(model.state_dict(), self.dir / "model.pt")
         info = {

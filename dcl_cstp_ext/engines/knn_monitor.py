@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from ignite.engine import Engine, Events
 
+from ..networks.utils import eval_mode, unwrap
+
 __all__ = ["KNNMonitor", "build_knn_monitor", "extract_features", "knn_predict", "lesion_size_labels", "monitor_split"]
 
 logger = logging.getLogger(__name__)
@@ -25,11 +27,9 @@ def extract_features(
     ``network`` is a pre-training method (``forward`` gives the pooled feature) or a bare encoder."""
     from .step import autocast_for
 
-    model = getattr(network, "module", network)
-    was_training = model.training
-    model.eval()
+    model = unwrap(network)
     feats, labels = [], []
-    try:
+    with eval_mode(model):
         for batch in loader:
             x = torch.as_tensor(batch[image_key]).to(device)
             with autocast_for(device, amp):
@@ -38,8 +38,6 @@ def extract_features(
             feats.append(F.normalize(out.float(), dim=1).cpu())
             if label_key is not None:
                 labels.append(torch.as_tensor(batch[label_key]).view(-1).long())
-    finally:
-        model.train(was_training)
     return torch.cat(feats), (torch.cat(labels) if labels else None)
 
 

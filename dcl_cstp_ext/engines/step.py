@@ -1,14 +1,15 @@
-"""The one optimisation step every pre-training method shares (used by the trainer and the benchmark)."""
+"""The one optimisation step: autocast, gradient scaler, backward/clip/step (used by every trainer and the benchmark)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 
 from ..methods.base import SSLMethod
+from ..networks.utils import unwrap
 
-__all__ = ["ssl_train_step", "autocast_for"]
+__all__ = ["autocast_for", "grad_scaler_for", "optimizer_step", "ssl_train_step"]
 
 
 def autocast_for(device: torch.device | str, amp: bool) -> torch.autocast:
@@ -16,6 +17,43 @@ def autocast_for(device: torch.device | str, amp: bool) -> torch.autocast:
     device = torch.device(device)
     dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
     return torch.autocast(device_type=device.type, dtype=dtype, enabled=amp)
+
+
+def grad_scaler_for(device: torch.device | str, amp: bool) -> torch.amp.GradScaler | None:
+    """The loss scaler that :func:`autocast_for` needs: a ``GradScaler`` for float16 on CUDA; None otherwise
+    (bfloat16 has float32's exponent range)."""
+    return torch.amp.GradScaler("cuda") if amp and torch.device(device).type == "cuda" else None
+
+
+def optimizer_step(
+    loss: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    parameters: Iterable[torch.Tensor],
+    scaler: torch.amp.GradScaler | None = None,
+    grad_clip: float | None = None,
+    terms: Mapping[str, torch.Tensor | float] | None = None,
+) -> None:
+    """Back-propagate the scalar ``loss`` (scaled by ``scaler`` if given), clip the gradient norm of ``parameters``
+    to ``grad_clip`` (after unscaling), and step ``optimizer`` (through ``scaler``, which skips non-finite steps).
+
+    A non-finite ``loss`` is refused before any gradient: ``FloatingPointError`` with the loss and ``terms`` (the
+    parts of the loss, for the message).
+    """
+    if not torch.isfinite(loss):
+        parts = ", ".join(f"{k}={float(torch.as_tensor(v).detach()):.6g}" for k, v in (terms or {}).items())
+        raise FloatingPointError(f"non-finite loss {loss.item()}" + (f" ({parts})" if parts else ""))
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        if grad_clip:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
+        optimizer.step()
 
 
 def ssl_train_step(
@@ -27,32 +65,21 @@ def ssl_train_step(
     grad_clip: float | None = None,
     indices: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Forward all views, back-propagate ``loss``, clip, step, then ``method.on_train_batch_end()``.
+    """Forward all views ``(B, C, H, W)``, then :func:`optimizer_step` on ``loss``, then
+    ``method.on_train_batch_end()`` (momentum and queue update).
 
     ``method`` may be wrapped in ``DistributedDataParallel``. ``indices (B,)``: the batch's data-set indices, which a
-    memory bank stores with its keys (to leave out a query's own image), or None.
+    memory bank stores with its keys (to leave out a query's own image), or None. ``scaler``: see
+    :func:`grad_scaler_for`.
 
-    Returns the method's output dict (``loss`` detached). ``scaler`` is used for float16 AMP on CUDA.
+    Returns the method's output dict of scalars (``loss`` detached).
     """
     method.train()
     optimizer.zero_grad(set_to_none=True)
     with autocast_for(views[0].device, amp):
         out = method(list(views), indices)  # through forward, so that a DDP wrapper synchronises the gradients
     loss = out["loss"]
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"non-finite loss {loss.item()} ({ {k: float(v) for k, v in out.items()} })")
-    if scaler is not None:
-        scaler.scale(loss).backward()
-        if grad_clip:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(method.parameters(), grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        loss.backward()
-        if grad_clip:
-            torch.nn.utils.clip_grad_norm_(method.parameters(), grad_clip)
-        optimizer.step()
-    getattr(method, "module", method).on_train_batch_end()
+    optimizer_step(loss, optimizer, method.parameters(), scaler, grad_clip, terms=out)
+    unwrap(method).on_train_batch_end()
     out["loss"] = loss.detach()
     return out

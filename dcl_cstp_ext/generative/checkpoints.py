@@ -17,16 +17,13 @@ import torch
 from ignite.engine import Engine, Events
 
 from ..engines.handlers import is_main_process
+from ..networks.utils import unwrap
 from ..networks.weights import atomic_save
 
 __all__ = ["GenerativeExport", "load_weights", "read_checkpoint_meta", "read_scale_factor", "check_schedule",
            "schedule_meta"]
 
 logger = logging.getLogger(__name__)
-
-
-def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
-    return getattr(module, "module", module)
 
 
 def schedule_meta(scheduler) -> dict:
@@ -66,7 +63,7 @@ class GenerativeExport:
     def __call__(self, engine: Engine) -> None:
         if not is_main_process():
             return
-        state: dict[str, Any] = {"model": _unwrap(self.network).state_dict(), **self.metadata}
+        state: dict[str, Any] = {"model": unwrap(self.network).state_dict(), **self.metadata}
         state["epoch"], state["iteration"] = engine.state.epoch, engine.state.iteration
         if self.scheduler is not None:
             state["scheduler"] = schedule_meta(self.scheduler)
@@ -102,7 +99,7 @@ def load_weights(
         raise FileNotFoundError(f"{err}{'; ' + hint if hint else ''}") from err
     state = obj["model"] if "model" in obj and isinstance(obj["model"], Mapping) else obj
     state = {k.removeprefix("module."): v for k, v in state.items()}
-    _unwrap(network).load_state_dict(state, strict=strict)
+    unwrap(network).load_state_dict(state, strict=strict)
     return {k: v for k, v in obj.items() if k != "model"}
 
 

@@ -9,19 +9,15 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from ignite.engine import Engine, Events
-from monai.engines import Trainer
 from monai.inferers import LatentDiffusionInferer
 from monai.utils import convert_to_tensor
 
-from ..engines.step import autocast_for
+from ..engines.trainer_base import StepTrainer
+from ..networks.utils import eval_mode, unwrap
 
 __all__ = ["DiffusionTrainer", "LatentScale", "compute_scale_factor", "freeze"]
 
 logger = logging.getLogger(__name__)
-
-
-def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
-    return getattr(module, "module", module)
 
 
 def freeze(module: torch.nn.Module) -> torch.nn.Module:
@@ -45,15 +41,13 @@ def compute_scale_factor(
     """``1 / std(z)`` over the sampled latents ``z = mu + sigma * eps`` of the first ``max_items`` items of
     ``data`` (a sequence of dicts holding ``(C, H, W)`` images), in their order, with ``eps`` drawn from a
     generator seeded by ``seed``: the same value on every DDP rank and on every run (Rombach et al. 2022)."""
-    model = _unwrap(autoencoder)
-    was_training = model.training
-    model.eval()
+    model = unwrap(autoencoder)
     n = min(len(data), max_items)
     if n == 0:
         raise ValueError("cannot compute the latent scale factor on an empty dataset")
     g = torch.Generator().manual_seed(seed)
     total, total_sq, count = 0.0, 0.0, 0
-    try:
+    with eval_mode(model):
         for start in range(0, n, batch_size):
             x = torch.stack([
                 convert_to_tensor(data[i][image_key], track_meta=False) for i in range(start, min(n, start + batch_size))
@@ -64,8 +58,6 @@ def compute_scale_factor(
             total += float(z.sum())
             total_sq += float((z * z).sum())
             count += z.numel()
-    finally:
-        model.train(was_training)
     var = total_sq / count - (total / count) ** 2
     std = max(var, 1e-12) ** 0.5
     return float(1.0 / std)
@@ -141,23 +133,23 @@ class LatentScale:
             self.compute()
 
 
-class DiffusionTrainer(Trainer):
+class DiffusionTrainer(StepTrainer):
     """Trains a MONAI ``DiffusionModelUNet`` (optionally DDP-wrapped) in the latent space of a frozen autoencoder.
 
-    Each iteration: ``latent = scale_factor * E(x)`` (sampled), ``t ~ U{0..T-1}``, ``eps ~ N(0, I)``, and the
-    MONAI ``LatentDiffusionInferer`` predicts ``eps_theta(sqrt(a_t) latent + sqrt(1 - a_t) eps, t)``; the loss is
-    ``||eps - eps_theta||^2`` (mean). ``engine.state.output``: ``loss``, ``lr``, ``scale_factor``.
+    Each iteration: ``latent = scale_factor * E(x)`` (sampled, ``x``: ``batch[image_key]``, ``(B, C, H, W)``),
+    ``t ~ U{0..T-1}``, ``eps ~ N(0, I)``, and the MONAI ``LatentDiffusionInferer`` predicts
+    ``eps_theta(sqrt(a_t) latent + sqrt(1 - a_t) eps, t)``; the loss is ``||eps - eps_theta||^2`` (mean).
+    ``engine.state.output``: ``loss``, ``scale_factor``, ``lr``.
 
     Args:
-        device, max_epochs, train_data_loader, epoch_length, non_blocking, train_handlers: as MONAI's trainers.
+        device, max_epochs, train_data_loader, epoch_length, non_blocking, amp, grad_clip, channels_last,
+            train_handlers: as :class:`~dcl_cstp_ext.engines.trainer_base.StepTrainer`.
         network: the denoiser.
         optimizer: its optimiser (the paper: AdamW, lr 1e-4).
         inferer: a ``LatentDiffusionInferer`` holding the training ``DDPMScheduler`` and the scale factor
             (set by a :class:`LatentScale` handler).
         autoencoder: the trained autoencoder; frozen here.
         image_key: batch key of the images.
-        amp: mixed precision (float16 + GradScaler on CUDA, bfloat16 autocast on CPU).
-        grad_clip: max gradient norm, or None.
     """
 
     def __init__(
@@ -174,63 +166,29 @@ class DiffusionTrainer(Trainer):
         non_blocking: bool = True,
         amp: bool = False,
         grad_clip: float | None = None,
+        channels_last: bool = False,
         train_handlers: Sequence | None = None,
     ) -> None:
-        super().__init__(
-            device=device,
-            max_epochs=max_epochs,
-            data_loader=train_data_loader,
-            epoch_length=epoch_length,
-            non_blocking=non_blocking,
-            handlers=train_handlers,
-            amp=amp,
-            decollate=False,
-        )
-        self.network = network
-        self.optimizer = optimizer
+        super().__init__(device, max_epochs, train_data_loader, network, optimizer, epoch_length=epoch_length,
+                         non_blocking=non_blocking, amp=amp, grad_clip=grad_clip, channels_last=channels_last,
+                         train_handlers=train_handlers)
         self.inferer = inferer
         self.autoencoder = freeze(autoencoder)
         self.image_key = image_key
-        self.grad_clip = grad_clip
-        cuda = torch.device(device).type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda") if (amp and cuda) else None
         self._latent_shape: tuple | None = None
 
-    def _iteration(self, engine: Engine, batchdata: dict) -> dict:
-        if not isinstance(batchdata, dict) or self.image_key not in batchdata:
-            keys = sorted(batchdata) if isinstance(batchdata, dict) else type(batchdata).__name__
-            raise ValueError(f"a diffusion batch needs the key {self.image_key!r}; got {keys}")
-        dev = engine.state.device
-        x = convert_to_tensor(batchdata[self.image_key], track_meta=False).to(dev, non_blocking=engine.non_blocking)
+    def train_step(self, batchdata: dict) -> dict[str, torch.Tensor | float]:
+        self.require_keys(batchdata, [self.image_key])
+        x = self.to_device(batchdata[self.image_key])
         if self._latent_shape is None:
             from .samplers import latent_shape_of
 
             self._latent_shape = latent_shape_of(self.autoencoder, x.shape[1], tuple(x.shape[2:]))
-        noise = torch.randn((x.shape[0], *self._latent_shape), device=dev)
-        timesteps = torch.randint(0, self.inferer.scheduler.num_train_timesteps, (x.shape[0],), device=dev).long()
-
-        self.network.train()
-        self.optimizer.zero_grad(set_to_none=True)
-        with autocast_for(dev, self.amp):
+        noise = torch.randn((x.shape[0], *self._latent_shape), device=x.device)
+        timesteps = torch.randint(0, self.inferer.scheduler.num_train_timesteps, (x.shape[0],), device=x.device)
+        with self.autocast():
             pred = self.inferer(inputs=x, autoencoder_model=self.autoencoder, diffusion_model=self.network,
                                 noise=noise, timesteps=timesteps)
             loss = F.mse_loss(pred.float(), noise.float())
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite diffusion loss {loss.item()}")
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            if self.grad_clip:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.grad_clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            loss.backward()
-            if self.grad_clip:
-                torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.grad_clip)
-            self.optimizer.step()
-        return {
-            "loss": float(loss.detach()),
-            "lr": self.optimizer.param_groups[0]["lr"],
-            "scale_factor": float(self.inferer.scale_factor),
-        }
+        self.backward_step(loss)
+        return {"loss": loss, "scale_factor": float(self.inferer.scale_factor)}

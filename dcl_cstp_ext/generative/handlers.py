@@ -12,15 +12,12 @@ from ignite.engine import Engine, Events
 from monai.utils import convert_to_tensor
 
 from ..engines.handlers import is_main_process
+from ..networks.utils import eval_mode, unwrap
 from .imaging import save_grid, save_pairs_grid
 
 __all__ = ["ReconstructionGrid", "SampleGrid"]
 
 logger = logging.getLogger(__name__)
-
-
-def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
-    return getattr(module, "module", module)
 
 
 class ReconstructionGrid:
@@ -61,13 +58,11 @@ class ReconstructionGrid:
         if not is_main_process() or len(self.data) == 0 or self._last == engine.state.epoch:
             return  # (COMPLETED right after an EPOCH_COMPLETED of the same epoch)
         self._last = engine.state.epoch
-        model = _unwrap(self.autoencoder)
+        model = unwrap(self.autoencoder)
         device = next(model.parameters()).device
-        was_training = model.training
-        model.eval()
         n = min(len(self.data), self.max_items)
         total, count, shown = 0.0, 0, None
-        try:
+        with eval_mode(model):
             for start in range(0, n, self.batch_size):
                 idx = range(start, min(n, start + self.batch_size))
                 x = torch.stack([convert_to_tensor(self.data[i][self.image_key], track_meta=False) for i in idx])
@@ -77,8 +72,6 @@ class ReconstructionGrid:
                 count += x.shape[0]
                 if shown is None:
                     shown = (x[: self.num_images].cpu(), recon[: self.num_images].cpu())
-        finally:
-            model.train(was_training)
         val_l1 = total / count
         epoch = engine.state.epoch
         engine.state.metrics["val_l1"] = val_l1
@@ -132,7 +125,7 @@ class SampleGrid:
         if not is_main_process() or self.num_images < 1 or self._last == engine.state.epoch:
             return
         self._last = engine.state.epoch
-        model = _unwrap(self.diffusion_model)
+        model = unwrap(self.diffusion_model)
         device = next(model.parameters()).device
         latent = latent_shape_of(self.autoencoder, self.image_shape[0], self.image_shape[1:])
         images = generate_images(

@@ -39,6 +39,8 @@ from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 from monai.networks.schedulers.scheduler import Scheduler
 from monai.utils import convert_to_tensor
 
+from ..networks.utils import eval_mode, unwrap
+
 __all__ = [
     "SAMPLERS",
     "DEFAULT_STEPS",
@@ -58,10 +60,6 @@ logger = logging.getLogger(__name__)
 SAMPLERS = ("ddpm", "ddim", "dpm_solver", "dpm_solver_ode")
 #: default number of denoising steps per sampler (``None``: the number of training timesteps)
 DEFAULT_STEPS: dict[str, int | None] = {"ddpm": None, "ddim": 50, "dpm_solver": 20, "dpm_solver_ode": 20}
-
-
-def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
-    return getattr(module, "module", module)
 
 
 def ddim_from_ddpm(ddpm: Scheduler, num_inference_steps: int = 50) -> DDIMScheduler:
@@ -150,12 +148,10 @@ def sample_latents(
     DDIM with ``eta`` > 0). ``progress`` is called once per step. Returns the (scaled) latent ``z_0``.
     """
     device = torch.device(device)
-    model = _unwrap(diffusion_model)
-    was_training = model.training
-    model.eval()
+    model = unwrap(diffusion_model)
     z = torch.randn(tuple(shape), generator=generator, device=device)
     monai_scheduler = isinstance(scheduler, Scheduler)
-    try:
+    with eval_mode(model):
         for t in scheduler.timesteps:
             t = torch.as_tensor(t, device=device).long()
             eps = model(z, timesteps=t.expand(z.shape[0]))
@@ -167,8 +163,6 @@ def sample_latents(
                 z = scheduler.step(eps, t, z, generator=generator).prev_sample
             if progress is not None:
                 progress()
-    finally:
-        model.train(was_training)
     return z
 
 
@@ -176,13 +170,9 @@ def sample_latents(
 def decode_latents(autoencoder: torch.nn.Module, latents: torch.Tensor, scale_factor: float) -> torch.Tensor:
     """Decode scaled latents (``z / scale_factor`` as MONAI's ``LatentDiffusionInferer``) into images clipped
     to [0, 1], float32."""
-    model = _unwrap(autoencoder)
-    was_training = model.training
-    model.eval()
-    try:
+    model = unwrap(autoencoder)
+    with eval_mode(model):
         images = model.decode_stage_2_outputs(latents / scale_factor)
-    finally:
-        model.train(was_training)
     return convert_to_tensor(images, track_meta=False).float().clamp_(0.0, 1.0)
 
 
@@ -190,14 +180,10 @@ def decode_latents(autoencoder: torch.nn.Module, latents: torch.Tensor, scale_fa
 def latent_shape_of(autoencoder: torch.nn.Module, in_channels: int, image_size: int | Sequence[int]) -> tuple:
     """``(C, h, w)`` of the latent the autoencoder gives an ``image_size`` image (found with one zero image)."""
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    model = _unwrap(autoencoder)
+    model = unwrap(autoencoder)
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         z_mu, _ = model.encode(torch.zeros(1, in_channels, *size, device=device))
-    finally:
-        model.train(was_training)
     return tuple(z_mu.shape[1:])
 
 

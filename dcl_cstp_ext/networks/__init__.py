@@ -1,4 +1,4 @@
-"""Networks: the 2-D ResNet encoder, CsTP and the other heads, the classifier, and encoder-weight utilities."""
+"""Networks: the 2-D ResNet encoder, CsTP and the other heads, the classifier, encoder-weight and module utilities."""
 
 from .classifier import ResNetClassifier
 from .classifier_info import ClassifierInfo, read_classifier_info
@@ -7,6 +7,7 @@ from .finetune import init_encoder
 from .heads import MLPHead, build_projection_head
 from .resnet_encoder import ENCODER_CHANNELS, ResNetEncoder2D, ZeroPadShortcut, scriptable_shortcuts
 from .split_batchnorm import SplitBatchNorm2d, bn_splits_for, deinterleave, interleave, use_split_batchnorm
+from .utils import eval_mode, unwrap
 from .weights import atomic_save, extract_encoder_state, load_encoder
 
 __all__ = [
@@ -31,4 +32,6 @@ __all__ = [
     "use_split_batchnorm",
     "interleave",
     "deinterleave",
+    "eval_mode",
+    "unwrap",
 ]

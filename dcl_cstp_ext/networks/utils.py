@@ -1,0 +1,32 @@
+"""Module helpers: the network inside a data-parallel wrapper, and evaluation mode for a block of code."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from torch import nn
+
+__all__ = ["eval_mode", "unwrap"]
+
+_WRAPPERS = (nn.DataParallel, nn.parallel.DistributedDataParallel)
+
+
+def unwrap(module):
+    """The network inside a ``DistributedDataParallel`` / ``DataParallel`` wrapper; anything else (an optimiser,
+    None...) is returned unchanged."""
+    return module.module if isinstance(module, _WRAPPERS) else module
+
+
+@contextlib.contextmanager
+def eval_mode(*modules: nn.Module) -> Iterator[None]:
+    """Evaluation mode for the ``with`` block; afterwards every submodule of ``modules`` has its own training flag
+    back (also when the block raises)."""
+    flags = [(m, m.training) for module in modules for m in module.modules()]
+    try:
+        for module in modules:
+            module.eval()
+        yield
+    finally:
+        for m, training in flags:
+            m.training = training

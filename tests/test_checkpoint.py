@@ -1,0 +1,104 @@
+"""Resume checkpoints: plain data only (``weights_only=True``), a planted file refused, exact resume."""
+
+import pathlib
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from dcl_cstp_ext.engines import ResumableCheckpoint, RNGState, StepTrainer
+
+
+class NoisyToy(StepTrainer):
+    """A loss drawn from python's, numpy's and torch's generators: exact resume needs all three restored."""
+
+    def train_step(self, batch):
+        x = self.to_device(batch["x"])
+        noise = torch.randn(x.shape[0], 1) + random.random() + float(np.random.rand())
+        loss = (self.network(x) * noise).pow(2).mean()
+        self.backward_step(loss)
+        return {"loss": loss}
+
+
+def _trainer(max_epochs, ckpt_dir=None):
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 2)
+    data = [{"x": torch.rand(4, 3, generator=torch.Generator().manual_seed(i))} for i in range(2)]
+    trainer = NoisyToy("cpu", max_epochs, data, net, torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9))
+    if ckpt_dir is not None:
+        ResumableCheckpoint(str(ckpt_dir), {"model": net, "optimizer": trainer.optimizer}).attach(trainer)
+    return trainer
+
+
+def _seed(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def test_rng_state_is_plain_data_and_restores_every_generator(tmp_path):
+    _seed(0)
+    random.gauss(0, 1), np.random.randn()  # python's and numpy's Gaussian caches are part of the state
+    torch.save(RNGState().state_dict(), tmp_path / "rng.pt")
+    draws = [random.gauss(0, 1), random.random(), np.random.randn(), np.random.rand(), torch.rand(2)]
+    _seed(1)
+    RNGState().load_state_dict(torch.load(tmp_path / "rng.pt", weights_only=True))
+    again = [random.gauss(0, 1), random.random(), np.random.randn(), np.random.rand(), torch.rand(2)]
+    assert draws[:4] == again[:4] and torch.equal(draws[4], again[4])
+
+
+def test_resume_reproduces_the_uninterrupted_weights_bit_for_bit(tmp_path):
+    _seed(0)
+    straight = _trainer(2)
+    straight.run()
+    _seed(0)
+    _trainer(1, tmp_path).run()  # "killed" after epoch 1
+    _seed(7)  # a new process: other generator states until the checkpoint's are restored
+    resumed = _trainer(2, tmp_path)
+    resumed.run()
+    assert resumed.state.iteration == 4
+    for k, v in straight.network.state_dict().items():
+        torch.testing.assert_close(resumed.network.state_dict()[k], v, rtol=0, atol=0)
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["trainer"] == {"epoch": 2, "iteration": 4}
+
+
+def test_a_legacy_checkpoint_with_numpy_rng_arrays_still_resumes(tmp_path):
+    _seed(0)
+    _trainer(1, tmp_path).run()
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    _seed(3)
+    state["rng"].update(python=random.getstate(), numpy=np.random.get_state())  # the format before plain data
+    torch.save(state, tmp_path / "checkpoint.pt")
+    _seed(0)
+    resumed = _trainer(2, tmp_path)
+    resumed.run()
+    assert resumed.state.iteration == 4
+
+
+class _WritesMarker:
+    """Unpickling this calls ``Path.write_text``: code run by ``torch.load(weights_only=False)``."""
+
+    def __init__(self, marker):
+        self.marker = pathlib.Path(marker)
+
+    def __reduce__(self):
+        return pathlib.Path.write_text, (self.marker, "code ran")
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_at_resume(tmp_path):
+    _seed(0)
+    _trainer(1, tmp_path).run()
+    path = tmp_path / "checkpoint.pt"
+    marker = tmp_path / "marker.txt"
+    state = torch.load(path, weights_only=True)
+    state["trainer"]["note"] = _WritesMarker(marker)
+    torch.save(state, path)
+    torch.load(path, weights_only=False)  # the payload is real: an unsafe load runs it
+    assert marker.read_text() == "code ran"
+    marker.unlink()
+
+    with pytest.raises(RuntimeError, match="refusing to resume from") as err:
+        _trainer(2, tmp_path).run()
+    assert str(path) in str(err.value) and "could run code" in str(err.value)
+    assert not marker.exists()
