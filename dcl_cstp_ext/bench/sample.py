@@ -4,7 +4,7 @@ The model is the one of an ``ldm_synthesis`` bundle (built from its ``configs/in
 weights from ``ckpt_dir``). Every sampler draws ``num_images`` images with the same seed and batch size; wall-clock
 and process CPU time are measured around the whole sampling (denoising and decoding; model loading and one warm-up
 batch excluded). With ``dataset_dir``, the Frechet distance, k-NN precision/recall and MS-SSIM diversity of each
-sampler's images are computed against the real training images (see :mod:`dcl_cstp_ext.generative.quality` for the
+sampler's images are computed against the real training images (see :mod:`dcl_cstp_ext.generative.quality` and :mod:`dcl_cstp_ext.generative.feature_encoder` for the
 feature encoder), with a bootstrap standard deviation and the real-vs-real Frechet distance of two disjoint real sets
 of the same size as the noise floor.
 
@@ -134,7 +134,7 @@ def bench_sample(
     ``ms_ssim``; ``checks`` holds the project's targets for DPM-Solver++ (>= 40x faster, FD within 10%).
     """
     from ..generative import generate_images
-    from ..generative.imaging import save_grid
+    from ..reports.images import save_grid
 
     root = Path(bundle_root) if bundle_root else DEFAULT_BUNDLE
     config_files = [config_files] if isinstance(config_files, str) else list(config_files)

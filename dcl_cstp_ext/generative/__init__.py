@@ -1,18 +1,17 @@
 """Stage 1, latent-diffusion synthesis: the autoencoder and denoiser trainers, the latent scale factor, samplers
-(DDPM, DDIM, DPM-Solver++), synthesis to disk, quality measures, automatic curation and its report.
+(DDPM, DDIM, DPM-Solver++), synthesis to disk, quality measures and automatic curation (its report and the
+image grids are in :mod:`dcl_cstp_ext.reports`).
 
 The ``ldm_synthesis`` bundle wires these into MONAI bundle configs (``"$import dcl_cstp_ext.generative"``).
 """
 
-from .autoencoder_engine import AutoencoderTrainer, kl_divergence
+from .autoencoder_engine import AutoencoderTrainer
 from .checkpoints import GenerativeExport, check_schedule, load_weights, read_checkpoint_meta, read_scale_factor
-from .curation import REASONS, SELECTIONS, curate, load_images, select_samples, synthetic_items
+from .curation import REASONS, curate, load_images, synthetic_items
 from .diffusion_engine import DiffusionTrainer, LatentScale, compute_scale_factor, freeze
+from .feature_encoder import build_feature_encoder, extract_image_features
 from .handlers import ReconstructionGrid, SampleGrid
-from .imaging import make_grid, save_grid, save_pairs_grid, save_png, to_uint8
 from .quality import (
-    build_feature_encoder,
-    extract_image_features,
     feature_statistics,
     frechet_distance,
     frechet_distance_from_features,
@@ -22,7 +21,6 @@ from .quality import (
     ms_ssim_diversity,
     realism_scores,
 )
-from .report import write_curation_report
 from .samplers import (
     DEFAULT_STEPS,
     SAMPLERS,
@@ -34,11 +32,11 @@ from .samplers import (
     make_sampler_scheduler,
     sample_latents,
 )
+from .selection import SELECTIONS, select_samples
 from .synthesis import synthesize
 
 __all__ = [
     "AutoencoderTrainer",
-    "kl_divergence",
     "DiffusionTrainer",
     "LatentScale",
     "compute_scale_factor",
@@ -76,10 +74,4 @@ __all__ = [
     "load_images",
     "select_samples",
     "synthetic_items",
-    "write_curation_report",
-    "make_grid",
-    "save_grid",
-    "save_pairs_grid",
-    "save_png",
-    "to_uint8",
 ]

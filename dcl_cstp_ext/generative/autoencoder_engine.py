@@ -9,16 +9,10 @@ from monai.losses import PatchAdversarialLoss
 
 from ..engines.step import grad_scaler_for, optimizer_step
 from ..engines.trainer_base import StepTrainer
+from ..losses.kl_divergence import kl_divergence
 from ..networks.utils import unwrap
 
-__all__ = ["AutoencoderTrainer", "kl_divergence"]
-
-
-def kl_divergence(z_mu: torch.Tensor, z_sigma: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, sigma^2) || N(0, 1)) summed over the latent dimensions, averaged over the batch:
-    ``0.5 * sum(mu^2 + sigma^2 - log(sigma^2) - 1)`` (the MONAI generative tutorials' convention)."""
-    kl = 0.5 * (z_mu.pow(2) + z_sigma.pow(2) - torch.log(z_sigma.pow(2) + 1e-12) - 1.0)
-    return kl.flatten(1).sum(dim=1).mean()
+__all__ = ["AutoencoderTrainer"]
 
 
 class AutoencoderTrainer(StepTrainer):

@@ -1,6 +1,6 @@
 """Automatic curation of synthetic images (in place of the paper's expert review), with its quality measures.
 
-Every synthetic image gets, in the feature space of :func:`~dcl_cstp_ext.generative.quality.build_feature_encoder`:
+Every synthetic image gets, in the feature space of :func:`~dcl_cstp_ext.generative.feature_encoder.build_feature_encoder`:
 
 - its distance to the ``k``-th nearest real training image; it is an **outlier** (far from the real manifold)
   when that distance exceeds the ``outlier_quantile`` of the real images' own leave-one-out k-NN distances;
@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 
 from ..data.splits import read_datalist, write_datalist
+from ..reports.curation import write_curation_report
+from .feature_encoder import build_feature_encoder, extract_image_features
 from .quality import (
-    build_feature_encoder,
-    extract_image_features,
     frechet_distance_from_features,
     knn_precision_recall,
     knn_radii,
@@ -43,8 +43,9 @@ from .quality import (
     realism_scores,
     summarise,
 )
+from .selection import select_samples
 
-__all__ = ["REASONS", "SELECTIONS", "load_images", "select_samples", "curate", "synthetic_items"]
+__all__ = ["REASONS", "curate", "load_images", "synthetic_items"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,58 +81,6 @@ def load_images(items: Sequence[Mapping[str, Any]], image_size: int, channels: i
     ds = Dataset([{"image": str(it["image"])} for it in items], unlabelled_preprocess(image_size, channels))
     loader = DataLoader(ds, batch_size=batch_size, num_workers=num_workers, shuffle=False)
     return torch.cat([torch.as_tensor(b["image"]).float().as_subclass(torch.Tensor) for b in loader])
-
-
-SELECTIONS = ("stratified", "realism")
-
-
-def select_samples(
-    realism: torch.Tensor | np.ndarray,
-    outlier: torch.Tensor | np.ndarray,
-    near_copy: torch.Tensor | np.ndarray,
-    keep_fraction: float = 0.5,
-    realism_threshold: float | None = None,
-    groups: torch.Tensor | np.ndarray | None = None,
-    selection: str = "stratified",
-) -> tuple[np.ndarray, list[str | None]]:
-    """Decide which samples to keep: drop near copies and outliers, drop those below ``realism_threshold``
-    (if given), then keep ``round(keep_fraction * N)`` of the rest (all of them if fewer): with
-    ``selection="realism"`` the most realistic; with ``"stratified"`` (needs ``groups``, e.g. each sample's nearest
-    real image) the most realistic of every group first, then the second of every group, and so on.
-    Returns the keep mask ``(N,)`` and each sample's reason for being dropped (``None`` when kept)."""
-    if not 0.0 <= keep_fraction <= 1.0:
-        raise ValueError(f"keep_fraction must be in [0, 1], got {keep_fraction}")
-    if selection not in SELECTIONS:
-        raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
-    if selection == "stratified" and groups is None:
-        raise ValueError("stratified selection needs the group (e.g. nearest real image) of every sample")
-    realism = np.asarray(torch.as_tensor(realism).double().cpu().numpy())
-    outlier = np.asarray(torch.as_tensor(outlier).cpu().numpy(), bool)
-    near_copy = np.asarray(torch.as_tensor(near_copy).cpu().numpy(), bool)
-    n = len(realism)
-    reasons: list[str | None] = [None] * n
-    for i in range(n):
-        if near_copy[i]:
-            reasons[i] = "near_copy"
-        elif outlier[i]:
-            reasons[i] = "outlier"
-        elif realism_threshold is not None and realism[i] < realism_threshold:
-            reasons[i] = "below_threshold"
-    candidates = [i for i in range(n) if reasons[i] is None]
-    quota = int(np.floor(keep_fraction * n + 0.5))
-    ranked = sorted(candidates, key=lambda i: (-realism[i], i))
-    if selection == "stratified":
-        group = np.asarray(torch.as_tensor(groups).cpu().numpy())
-        seen: dict[int, int] = {}
-        position = {}
-        for i in ranked:  # position of each sample within its group, by realism
-            position[i] = seen.get(int(group[i]), 0)
-            seen[int(group[i])] = position[i] + 1
-        ranked = sorted(candidates, key=lambda i: (position[i], -realism[i], i))
-    for i in ranked[quota:]:
-        reasons[i] = "below_rank"
-    keep = np.array([r is None for r in reasons], bool)
-    return keep, reasons
 
 
 def _pixels(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -205,8 +154,6 @@ def curate(
 
     Returns the summary written to ``curation.json`` (without the per-sample table).
     """
-    from .report import write_curation_report
-
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     reals = list(real_items["training"] if isinstance(real_items, Mapping) else real_items)

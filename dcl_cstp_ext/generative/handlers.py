@@ -13,7 +13,7 @@ from monai.utils import convert_to_tensor
 
 from ..engines.handlers import is_main_process
 from ..networks.utils import eval_mode, unwrap
-from .imaging import save_grid, save_pairs_grid
+from ..reports.images import save_grid, save_pairs_grid
 
 __all__ = ["ReconstructionGrid", "SampleGrid"]
 

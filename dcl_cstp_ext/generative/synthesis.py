@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from ..data.splits import write_datalist
-from .imaging import save_grid, save_png
+from ..reports.images import save_grid, save_png
 from .samplers import DEFAULT_STEPS, generate_images, latent_shape_of, make_sampler_scheduler, unet_evaluations
 
 __all__ = ["synthesize"]

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .imaging import save_grid, save_pairs_grid
+from .images import save_grid, save_pairs_grid
 
 __all__ = ["write_curation_report", "curation_markdown"]
 
