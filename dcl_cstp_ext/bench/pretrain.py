@@ -15,6 +15,9 @@ from pathlib import Path
 
 import torch
 
+from ..engines.step import grad_scaler_for, ssl_train_step
+from ..methods import build_method
+
 __all__ = ["bench_pretrain"]
 
 
@@ -46,8 +49,6 @@ def _measure(
     threads: int | None,
     bn_splits: int = 1,
 ) -> dict:
-    from ..engines.step import grad_scaler_for, ssl_train_step
-    from ..methods import build_method
 
     if threads:
         torch.set_num_threads(threads)

@@ -24,6 +24,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data import build_datalist
+from ..generative import (
+    build_feature_encoder,
+    check_schedule,
+    extract_image_features,
+    generate_images,
+    knn_precision_recall,
+)
+from ..generative.curation import load_images
+from ..generative.quality import feature_statistics, frechet_distance, frechet_distance_from_features, ms_ssim_diversity
+from ..generative.samplers import latent_shape_of, make_sampler_scheduler, unet_evaluations
+from ..reports.images import save_grid
+
 __all__ = ["bench_sample", "parse_samplers", "DEFAULT_BUNDLE"]
 
 logger = logging.getLogger(__name__)
@@ -60,7 +73,6 @@ def _build(bundle_root: Path, config_files: Sequence[str], preset: str | None, o
     parser.parse()
     ckpt_meta = parser.get_parsed_content("checkpointloader")
     parser.get_parsed_content("autoencoder_loader")
-    from ..generative import check_schedule
 
     check_schedule(ckpt_meta, parser.get_parsed_content("noise_scheduler"))
     return {
@@ -76,7 +88,6 @@ def _build(bundle_root: Path, config_files: Sequence[str], preset: str | None, o
 
 
 def _fd_with_bootstrap(real: torch.Tensor, fake: torch.Tensor, rounds: int, seed: int) -> tuple[float, float]:
-    from ..generative.quality import feature_statistics, frechet_distance
 
     mu_r, s_r = feature_statistics(real)
     fd = frechet_distance(mu_r, s_r, *feature_statistics(fake))
@@ -133,8 +144,6 @@ def bench_sample(
     ``frechet_distance`` (+ ``fd_bootstrap_std``), ``fd_ratio`` vs the reference, ``precision``, ``recall``,
     ``ms_ssim``; ``checks`` holds the project's targets for DPM-Solver++ (>= 40x faster, FD within 10%).
     """
-    from ..generative import generate_images
-    from ..reports.images import save_grid
 
     root = Path(bundle_root) if bundle_root else DEFAULT_BUNDLE
     config_files = [config_files] if isinstance(config_files, str) else list(config_files)
@@ -147,7 +156,6 @@ def bench_sample(
         ov["ckpt_dir"] = str(ckpt_dir)
     built = _build(root, config_files, preset, ov)
     ae, unet, ddpm = built["autoencoder"], built["network"], built["scheduler"]
-    from ..generative.samplers import latent_shape_of, make_sampler_scheduler, unet_evaluations
 
     latent = latent_shape_of(ae, built["in_channels"], built["image_size"])
     plan = parse_samplers(samplers)
@@ -183,10 +191,6 @@ def bench_sample(
 
     quality: dict = {}
     if dataset_dir:
-        from ..data import build_datalist
-        from ..generative import build_feature_encoder, extract_image_features, knn_precision_recall
-        from ..generative.curation import load_images
-        from ..generative.quality import frechet_distance_from_features, ms_ssim_diversity
 
         reals = build_datalist(dataset, dataset_dir, seed=seed)["training"]
         if num_real is not None and len(reals) > num_real:

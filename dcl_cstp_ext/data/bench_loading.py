@@ -16,6 +16,7 @@ import torch
 from monai.data import DataLoader, Dataset
 from monai.transforms import Compose, RandFlipd
 
+from ..utils import environment_info
 from .preprocess import classification_preprocess, make_cached_dataset, segmentation_preprocess, unlabelled_preprocess
 from .registry import TASKS, build_datalist, detect_dataset
 
@@ -129,8 +130,6 @@ def main(argv: list[str] | None = None) -> None:
     res = bench_loading(a.dataset_dir, a.image_size, a.epochs, a.batch_size, a.num_workers, a.dataset, a.step)
     print(json.dumps(res, indent=1))
     if a.json:
-        from ..utils import environment_info
-
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps({**res, "environment": environment_info()}, indent=1, default=str))
         print(f"wrote {a.json}")

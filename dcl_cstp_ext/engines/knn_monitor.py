@@ -10,7 +10,9 @@ import torch
 import torch.nn.functional as F
 from ignite.engine import Engine, Events
 
+from ..data.preprocess import make_cached_dataset, read_image, unlabelled_preprocess
 from ..networks.utils import eval_mode, unwrap
+from .step import autocast_for
 
 __all__ = ["KNNMonitor", "build_knn_monitor", "extract_features", "knn_predict", "lesion_size_labels", "monitor_split"]
 
@@ -25,7 +27,6 @@ def extract_features(
     """Pooled features ``(N, D)`` (float32, L2-normalised) and labels ``(N,)`` of every batch in ``loader``.
 
     ``network`` is a pre-training method (``forward`` gives the pooled feature) or a bare encoder."""
-    from .step import autocast_for
 
     model = unwrap(network)
     feats, labels = [], []
@@ -61,7 +62,6 @@ def lesion_size_labels(mask_paths: Sequence[str], num_bins: int = 3) -> tuple[li
     Lesion size is visible in the image, varies widely in ISIC and Kvasir-SEG, and is what a segmentation encoder
     must sense; bins at the quantiles give balanced classes. Returns the labels and the bin edges.
     """
-    from ..data.preprocess import read_image
 
     fractions = np.array([float((read_image(p).max(axis=0) >= 0.5).mean()) for p in mask_paths])  # as BinarizeMaskd
     edges = np.quantile(fractions, np.linspace(0, 1, num_bins + 1)[1:-1]).tolist()
@@ -178,7 +178,6 @@ def build_knn_monitor(
     """A :class:`KNNMonitor` over :func:`monitor_split` of ``datalist``, images decoded once and cached."""
     from monai.data import DataLoader
 
-    from ..data.preprocess import make_cached_dataset, unlabelled_preprocess
 
     bank, query, num_classes = monitor_split(datalist, max_bank, max_query, seed)
     loaders = [

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data import build_folder_datalist, unlabelled_preprocess
 from ..data.splits import read_datalist, write_datalist
 from ..reports.curation import write_curation_report
 from .feature_encoder import build_feature_encoder, extract_image_features
@@ -56,7 +57,6 @@ REASONS = ("near_copy", "outlier", "below_threshold", "below_rank")
 def synthetic_items(source: str | Path | Sequence[Mapping[str, Any]]) -> list[dict]:
     """Synthetic items from a list of items, a datalist JSON (its ``"training"`` split) or a folder of images
     (its ``datalist.json`` when the synthesis wrote one, else every image in it)."""
-    from ..data import build_folder_datalist
 
     if not isinstance(source, (str, Path)):
         return [{"image": str(it["image"])} for it in source]
@@ -74,7 +74,6 @@ def load_images(items: Sequence[Mapping[str, Any]], image_size: int, channels: i
     preprocessing: PIL read, channel conversion, anti-aliased resize)."""
     from monai.data import DataLoader, Dataset
 
-    from ..data import unlabelled_preprocess
 
     if not items:
         raise ValueError("no images to load")

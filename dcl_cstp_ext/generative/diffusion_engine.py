@@ -14,6 +14,7 @@ from monai.utils import convert_to_tensor
 
 from ..engines.trainer_base import StepTrainer
 from ..networks.utils import eval_mode, unwrap
+from .samplers import latent_shape_of
 
 __all__ = ["DiffusionTrainer", "LatentScale", "compute_scale_factor", "freeze"]
 
@@ -181,8 +182,6 @@ class DiffusionTrainer(StepTrainer):
         self.require_keys(batchdata, [self.image_key])
         x = self.to_device(batchdata[self.image_key])
         if self._latent_shape is None:
-            from .samplers import latent_shape_of
-
             self._latent_shape = latent_shape_of(self.autoencoder, x.shape[1], tuple(x.shape[2:]))
         noise = torch.randn((x.shape[0], *self._latent_shape), device=x.device)
         timesteps = torch.randint(0, self.inferer.scheduler.num_train_timesteps, (x.shape[0],), device=x.device)

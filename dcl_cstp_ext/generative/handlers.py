@@ -14,6 +14,7 @@ from monai.utils import convert_to_tensor
 from ..engines.handlers import is_main_process
 from ..networks.utils import eval_mode, unwrap
 from ..reports.images import save_grid, save_pairs_grid
+from .samplers import generate_images, latent_shape_of
 
 __all__ = ["ReconstructionGrid", "SampleGrid"]
 
@@ -120,8 +121,6 @@ class SampleGrid:
         engine.add_event_handler(Events.COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
-        from .samplers import generate_images, latent_shape_of
-
         if not is_main_process() or self.num_images < 1 or self._last == engine.state.epoch:
             return
         self._last = engine.state.epoch

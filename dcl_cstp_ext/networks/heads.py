@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .cross_scale_attention import CrossScaleTokenProjection
+
 __all__ = ["MLPHead", "build_projection_head"]
 
 
@@ -54,8 +56,6 @@ def build_projection_head(
 ) -> nn.Module:
     """Build the DCL-CsTP head by name: ``"cstp"`` (CSA, default), ``"plain_attention"`` (CsTP with full-resolution
     self-attention) or ``"mlp"`` (2-layer MLP on the pooled feature: the paper's MLP ablation)."""
-    from .cross_scale_attention import CrossScaleTokenProjection
-
     if kind == "cstp":
         return CrossScaleTokenProjection(in_channels, out_dim, kv_mode="cross_scale", **kwargs)
     if kind == "plain_attention":

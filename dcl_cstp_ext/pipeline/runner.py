@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..utils import environment_info
 from .lock import StageBusy, stage_lock
 
 __all__ = ["BundleStage", "StageBusy", "bundles_dir", "run_stage", "stage_done"]
@@ -95,7 +96,6 @@ def write_done(workdir: Path, record: dict) -> None:
 def _run_locked(stage: BundleStage, workdir: Path, keep_checkpoints: bool) -> dict:
     from monai.bundle import ConfigParser, ConfigWorkflow
 
-    from ..utils import environment_info
 
     workdir.mkdir(parents=True, exist_ok=True)
     root = bundles_dir() / stage.bundle
