@@ -6,7 +6,8 @@ transform is ``monai.handlers.from_engine(['loss'], first=True)``. That transfor
 of MONAI's trainers (a list of dicts). The trainers of these bundles keep the batch output as one dict
 (``decollate: false``, and the pre-training / generative trainers return a dict of scalars), for which
 ``from_engine`` returns a 1-tuple that MLflow cannot log. The bundles pass their handler list through
-:func:`mlflow_compatible` (``"train_handlers": "$dcl_cstp_ext.engines.mlflow_compatible(@train#handlers)"``), which
+:func:`mlflow_compatible` (``"train_handlers": "$dcl_cstp_ext.engines.mlflow_compatible(@train#handlers_all_ranks + @train#handlers)"``;
+``train#handlers`` holds the main process's handlers, the list a multi-GPU overlay drops on the other ranks), which
 leaves every handler as it is except such MLflow handlers, whose transform then gives the loss as a number, plus
 the other scalar entries of the output (``z_std``, ``l1``, ``d_loss``, ...) as ``train_<key>``.
 """
