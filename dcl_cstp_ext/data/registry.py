@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ from .isic2018 import build_isic2018_datalist, find_isic_root
 from .kvasir_seg import build_kvasir_seg_datalist, find_kvasir_root
 from .layout import as_dir, list_images
 from .pediatric_cxr import build_pediatric_cxr_datalist, find_pediatric_root
-from .splits import Datalist
+from .splits import Datalist, subsample_labels
 
 __all__ = ["DATASETS", "TASKS", "build_datalist", "detect_dataset"]
 
@@ -52,11 +52,20 @@ def detect_dataset(dataset_dir: str | Path) -> str:
 
 
 def build_datalist(
-    dataset: str, dataset_dir: str | Path, seed: int = 0, split_file: str | Path | None = None, **kw: Any
+    dataset: str,
+    dataset_dir: str | Path,
+    seed: int = 0,
+    split_file: str | Path | None = None,
+    label_fraction: float = 1.0,
+    options: Mapping[str, Any] | None = None,
+    **kw: Any,
 ) -> Datalist:
     """Build the datalist of ``dataset`` (a :data:`DATASETS` name, or ``"auto"`` to detect it) found under
-    ``dataset_dir``; ``kw`` goes to the data set's builder (fractions, ``num_classes``, ``skip_invalid``, ...)."""
+    ``dataset_dir``; ``options`` and ``kw`` go to the data set's builder (fractions, ``num_classes``,
+    ``skip_invalid``, ...: a bundle passes its ``datalist_kwargs`` as ``options``). ``label_fraction`` < 1 keeps
+    that fraction of the training labels (:func:`~dcl_cstp_ext.data.subsample_labels`, seeded by ``seed``)."""
     name = detect_dataset(dataset_dir) if dataset == "auto" else dataset
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; expected 'auto' or one of {sorted(DATASETS)}")
-    return DATASETS[name](dataset_dir, seed=seed, split_file=split_file, **kw)
+    datalist = DATASETS[name](dataset_dir, seed=seed, split_file=split_file, **{**(options or {}), **kw})
+    return subsample_labels(datalist, label_fraction, seed=seed)
