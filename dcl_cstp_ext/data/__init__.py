@@ -24,7 +24,7 @@ from .preprocess import (
     segmentation_preprocess,
     unlabelled_preprocess,
 )
-from .registry import DATASETS, TASKS, build_datalist, detect_dataset
+from .registry import DATASET_KINDS, DATASETS, build_datalist, detect_dataset
 from .splits import SPLITS, read_datalist, split_items, subsample_labels, write_datalist
 from .validation import ValidationReport, validate_datalist
 
@@ -33,7 +33,7 @@ __all__ = [
     "DATASETS",
     "PEDIATRIC_CLASSES",
     "SPLITS",
-    "TASKS",
+    "DATASET_KINDS",
     "BinarizeMaskd",
     "CheckSameSized",
     "DataError",

@@ -18,7 +18,7 @@ from monai.transforms import Compose, RandFlipd
 
 from ..utils import environment_info
 from .preprocess import classification_preprocess, make_cached_dataset, segmentation_preprocess, unlabelled_preprocess
-from .registry import TASKS, build_datalist, detect_dataset
+from .registry import DATASET_KINDS, build_datalist, detect_dataset
 
 __all__ = ["bench_loading", "bench_step"]
 
@@ -75,10 +75,10 @@ def bench_loading(
     datalist = build_datalist(name, dataset_dir)
     datalist_s = time.perf_counter() - start
     items = [it for split in ("training", "validation", "test") for it in datalist.get(split, [])]
-    task = TASKS[name]
-    if task == "segmentation":
+    kind = DATASET_KINDS[name]
+    if kind == "segmentation":
         chain, keys = segmentation_preprocess(image_size), ["image", "label"]
-    elif task == "classification":
+    elif kind == "classification":
         chain, keys = classification_preprocess(image_size), ["image"]
     else:
         chain, keys = unlabelled_preprocess(image_size), ["image"]

@@ -15,7 +15,7 @@ from .layout import as_dir, list_images
 from .pediatric_cxr import build_pediatric_cxr_datalist, find_pediatric_root
 from .splits import Datalist, subsample_labels
 
-__all__ = ["DATASETS", "TASKS", "build_datalist", "detect_dataset"]
+__all__ = ["DATASETS", "DATASET_KINDS", "build_datalist", "detect_dataset"]
 
 DATASETS: dict[str, Callable[..., Datalist]] = {
     "covid_radiography": build_covid_radiography_datalist,
@@ -24,7 +24,8 @@ DATASETS: dict[str, Callable[..., Datalist]] = {
     "kvasir_seg": build_kvasir_seg_datalist,
     "folder": build_folder_datalist,
 }
-TASKS = {
+#: what each data set is for: its labels make it a classification or a segmentation set, or none (unlabelled)
+DATASET_KINDS = {
     "covid_radiography": "classification",
     "pediatric_cxr": "classification",
     "isic2018": "segmentation",
