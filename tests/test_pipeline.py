@@ -9,6 +9,7 @@ import pytest
 
 from dcl_cstp_ext.pipeline import PipelineConfig, plan, run_pipeline
 from dcl_cstp_ext.pipeline import pipeline as pipeline_module
+from dcl_cstp_ext.pipeline.presets import PRESETS
 
 
 def _cfg(tmp_path, demo_data, **kw):
@@ -56,11 +57,23 @@ def test_cpu_preset_sizes_synthesis_to_the_largest_ratio(tmp_path, demo_data):
 
     st = sample_stage(methods=("dcl_cstp_syn",), ratios=(0.1, 1.0))
     assert st.overrides["num_samples"] == max(16, 2 * n_train)
-    assert st.overrides["sampler"] == "dpm_solver" and st.overrides["num_inference_steps"] == 20
+    assert _setting(st, "sampler") == "dpm_solver" and _setting(st, "num_inference_steps") == 20  # the cpu overlay
     assert sample_stage(methods=("dcl_cstp_syn",)).overrides["num_samples"] == max(16, n_train)  # ratio 0.5
     assert sample_stage(methods=("dcl_cstp_syn",), overrides={"ldm": {"num_samples": 7}}).overrides["num_samples"] == 7
     tiny = next(st for st in plan(_cfg(tmp_path, demo_data)) if st.name == "ldm/samples")
-    assert tiny.overrides["num_samples"] == 8  # a preset's own count stays
+    assert "num_samples" not in tiny.overrides and _setting(tiny, "num_samples") == 8  # a preset's own count stays
+
+
+def _setting(stage, key):
+    """``key`` as the stage will run it: its bundle's configs layered in order, then its overrides."""
+    from monai.bundle import ConfigParser
+
+    from dcl_cstp_ext.pipeline import bundles_dir
+
+    parser = ConfigParser()
+    parser.read_config([str(bundles_dir() / stage.bundle / "configs" / c) for c in stage.configs])
+    parser.update(stage.overrides)
+    return parser[key]
 
 
 @pytest.mark.slow
@@ -162,3 +175,27 @@ def test_synthetic_only_pretrains_on_the_kept_synthetic_images_alone(tmp_path, d
     n_train = len(build_datalist("auto", demo_data["kvasir_seg"], seed=0)["training"])
     assert stages["ldm/samples"].overrides["num_samples"] == max(16, 2 * n_train)  # kept: as many as real images
     assert "dcl_cstp_synonly" not in [st.name.split("/")[1] for st in plan(_cfg(tmp_path, demo_data))]  # opt-in
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_every_bundle_has_the_presets_overlays_and_they_set_known_keys(preset):
+    """A preset is JSON overlays inside every bundle; each key an overlay sets exists in one of the bundle's own
+    configs (a misspelt key would otherwise be added silently)."""
+    import json
+
+    from dcl_cstp_ext.pipeline import bundles_dir
+
+    def ids(config, prefix=""):  # every config id, nested ones as "a#b"
+        for key, value in config.items():
+            yield prefix + key
+            if isinstance(value, dict):
+                yield from ids(value, prefix + key + "#")
+
+    for bundle in ("ldm_synthesis", "dcl_pretrain", "pneumonia_cls", "isic_seg", "kvasir_seg"):
+        configs = bundles_dir() / bundle / "configs"
+        known = {i for f in configs.glob("*.json") if f.name != "metadata.json" for i in ids(json.loads(f.read_text()))}
+        for overlay in PRESETS[preset]:
+            path = configs / overlay
+            assert path.is_file(), f"{bundle}: {overlay} missing"
+            unknown = set(json.loads(path.read_text())) - known
+            assert not unknown, f"{bundle}/{overlay}: unknown keys {sorted(unknown)}"

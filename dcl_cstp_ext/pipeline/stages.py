@@ -13,7 +13,7 @@ from pathlib import Path
 from ..data import build_datalist
 from ..data.layout import list_images
 from .config import ABLATIONS, KEEP_FRACTION, SYNTHETIC_ONLY, PipelineConfig
-from .presets import preset_spec, task_spec
+from .presets import preset_setting, preset_spec, task_spec
 from .runner import BundleStage
 
 __all__ = ["datalist_kwargs", "finetune_stages", "ldm_stages", "missing_input", "plan", "pretrain_stage",
@@ -80,9 +80,10 @@ def synthesis_count(cfg: PipelineConfig, keep_fraction: float = KEEP_FRACTION) -
 
 def ldm_stages(cfg: PipelineConfig, run: Path) -> tuple[list[BundleStage], Path]:
     """Autoencoder, diffusion, sampling and curation stages; returns them and the curated image folder."""
-    spec, task = preset_spec(cfg.preset)["ldm"], task_spec(cfg.task)
-    sample = dict(spec.get("sample", {}))
-    if "num_samples" not in sample and "num_samples" not in cfg.overrides.get("ldm", {}):
+    overlays, task = preset_spec(cfg.preset), task_spec(cfg.task)
+    sample = {}
+    if preset_setting(cfg.preset, "ldm_synthesis", "num_samples") is None and "num_samples" not in cfg.overrides.get(
+            "ldm", {}):
         sample["num_samples"] = synthesis_count(cfg)
     common = {"dataset_dir": cfg.data_root, "in_channels": task["in_channels"], **_split(cfg), **_device(cfg)}
     ae_dir, dm_dir = run / "ldm" / "autoencoder", run / "ldm" / "diffusion"
@@ -90,25 +91,23 @@ def ldm_stages(cfg: PipelineConfig, run: Path) -> tuple[list[BundleStage], Path]
     common["ckpt_dir"] = str(run / "ldm" / "models")  # autoencoder.pt and the diffusion model.pt
     user = cfg.overrides.get("ldm", {})
     stages = [
-        BundleStage("ldm/autoencoder", "ldm_synthesis", ["train_autoencoder.json", *spec["configs"]], ae_dir,
-                    {**common, "output_dir": str(ae_dir / "eval"), **spec.get("autoencoder", {}), **user}),
-        BundleStage("ldm/diffusion", "ldm_synthesis",
-                    ["train_autoencoder.json", "train_diffusion.json", *spec["configs"]], dm_dir,
-                    {**common, "output_dir": str(dm_dir / "eval"), **spec.get("diffusion", {}), **user},
-                    needs=("ldm/autoencoder",)),
-        BundleStage("ldm/samples", "ldm_synthesis", ["inference.json", *spec["configs"]], sample_dir,
+        BundleStage("ldm/autoencoder", "ldm_synthesis", ["train_autoencoder.json", *overlays], ae_dir,
+                    {**common, "output_dir": str(ae_dir / "eval"), **user}),
+        BundleStage("ldm/diffusion", "ldm_synthesis", ["train_autoencoder.json", "train_diffusion.json", *overlays],
+                    dm_dir, {**common, "output_dir": str(dm_dir / "eval"), **user}, needs=("ldm/autoencoder",)),
+        BundleStage("ldm/samples", "ldm_synthesis", ["inference.json", *overlays], sample_dir,
                     {**common, "output_dir": str(sample_dir), **sample, **user}, "infer", needs=("ldm/diffusion",)),
-        BundleStage("ldm/curation", "ldm_synthesis", ["curate.json", *spec["configs"]], curate_dir,
+        BundleStage("ldm/curation", "ldm_synthesis", ["curate.json", *overlays], curate_dir,
                     {**common, "synthetic_dir": str(sample_dir), "output_dir": str(curate_dir),
-                     "feature_encoder": str(run / "pretrain" / "dcl_cstp" / "models" / "encoder.pt"),
-                     **spec.get("curate", {}), **user}, "infer", needs=("ldm/samples", "pretrain/dcl_cstp")),
+                     "feature_encoder": str(run / "pretrain" / "dcl_cstp" / "models" / "encoder.pt"), **user},
+                    "infer", needs=("ldm/samples", "pretrain/dcl_cstp")),
     ]
     return stages, curate_dir / "curated"
 
 
 def pretrain_stage(cfg: PipelineConfig, run: Path, name: str, method: str, synthetic: Path | None = None,
                    ratio: float = 0.0, synthetic_only: bool = False) -> BundleStage:
-    spec, task = preset_spec(cfg.preset)["pretrain"], task_spec(cfg.task)
+    task = task_spec(cfg.task)
     workdir = run / "pretrain" / name
     overrides = {
         "dataset_dir": cfg.data_root,
@@ -117,10 +116,8 @@ def pretrain_stage(cfg: PipelineConfig, run: Path, name: str, method: str, synth
         "method": method,
         "in_channels": task["in_channels"],
         "queue_size_cap": task["queue_size_cap"],
-        **({"queue_size": spec["queue_size"]} if "queue_size" in spec else {}),
         **_split(cfg),
         **_device(cfg),
-        **spec.get("overrides", {}),
         **cfg.overrides.get("pretrain", {}),
     }
     needs: tuple[str, ...] = ()
@@ -129,13 +126,13 @@ def pretrain_stage(cfg: PipelineConfig, run: Path, name: str, method: str, synth
         if synthetic_only:
             overrides["synthetic_only"] = True  # every kept synthetic image, no real one
         needs = ("ldm/curation",)
-    return BundleStage(f"pretrain/{name}", "dcl_pretrain", ["train.json", *spec["configs"]], workdir, overrides,
+    return BundleStage(f"pretrain/{name}", "dcl_pretrain", ["train.json", *preset_spec(cfg.preset)], workdir, overrides,
                        needs=needs)
 
 
 def finetune_stages(cfg: PipelineConfig, run: Path, init: str, encoder: Path | None, fraction: float,
                     seed: int) -> list[BundleStage]:
-    spec, task = preset_spec(cfg.preset)["finetune"], task_spec(cfg.task)
+    overlays, task = preset_spec(cfg.preset), task_spec(cfg.task)
     workdir = run / "finetune" / init / f"lf{fraction:g}" / f"seed{seed}"
     overrides = {
         "dataset_dir": cfg.data_root,
@@ -147,17 +144,16 @@ def finetune_stages(cfg: PipelineConfig, run: Path, init: str, encoder: Path | N
         "seed": seed,
         **_split(cfg),
         **_device(cfg),
-        **spec.get("overrides", {}),
         **cfg.overrides.get("finetune", {}),
     }
-    configs = ["train.json", *spec["configs"]]
+    configs = ["train.json", *overlays]
     evaluate = {**overrides, "output_dir": str(workdir / "evaluate")}
     train = f"finetune/{init}/lf{fraction:g}/seed{seed}/train"
     return [
         BundleStage(train, task["bundle"], configs, workdir / "train", overrides,
                     needs=(f"pretrain/{init}",) if encoder else ()),
         BundleStage(f"finetune/{init}/lf{fraction:g}/seed{seed}/evaluate", task["bundle"],
-                    ["train.json", "evaluate.json", *spec["configs"]], workdir / "evaluate", evaluate, "eval",
+                    ["train.json", "evaluate.json", *overlays], workdir / "evaluate", evaluate, "eval",
                     needs=(train,)),
     ]
 
