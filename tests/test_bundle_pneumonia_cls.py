@@ -152,7 +152,7 @@ def test_grey_pretrained_encoder_is_loaded_and_freeze_keeps_it_with_cross_entrop
 
     wf = run_bundle("pneumonia_cls", ["train.json"], before_run=loaded_and_random_differ,
                     **_tiny(tmp_path, demo_data["covid_radiography"], pretrained_encoder=str(path),
-                            freeze_encoder=True, in_channels=1, loss="ce"))
+                            freeze_encoder=True, in_channels=1, loss_name="ce"))
     net = wf.parser.get_parsed_content("network")
     after = _encoder_state(net)
     for k, v in exported.items():  # weights and BatchNorm statistics unchanged by 2 training iterations
@@ -160,7 +160,7 @@ def test_grey_pretrained_encoder_is_loaded_and_freeze_keeps_it_with_cross_entrop
     assert not torch.equal(net.fc.weight, wf.fc_before)  # the head did train
     assert all(not p.requires_grad for p in net.encoder.parameters())
     assert net.encoder.conv1.in_channels == 1
-    assert isinstance(wf.parser.get_parsed_content("loss_function"), torch.nn.CrossEntropyLoss)
+    assert isinstance(wf.parser.get_parsed_content("loss"), torch.nn.CrossEntropyLoss)
     assert np.isfinite(wf.parser.get_parsed_content("train#trainer").state.output["loss"])
     info = torch.load(tmp_path / "models" / "model.pt", weights_only=True)["info"]
     assert info["activation"] == "softmax" and info["in_channels"] == 1
