@@ -39,9 +39,15 @@ def environment_info() -> dict:
     }
 
 
-def record_run(output_dir: str, name: str = "run_info.json", **extra) -> str:
+def record_run(output_dir: str, name: str = "run_info.json", **extra) -> str | None:
     """Write ``<output_dir>/<name>``: time, command line, environment (:func:`environment_info`) and ``extra``.
-    Previous records are kept in a list, so a resumed run shows every start."""
+    Previous records are kept in a list, so a resumed run shows every start. Under torch.distributed only the
+    main process writes (with ``world_size``); the others return None. A bundle lists what it records once, in its
+    ``run_record`` component (``"initialize": [..., "$@run_record"]``)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        if torch.distributed.get_rank() != 0:
+            return None
+        extra.setdefault("world_size", torch.distributed.get_world_size())
     path = Path(output_dir) / name
     path.parent.mkdir(parents=True, exist_ok=True)
     entry = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "argv": sys.argv, **environment_info(), **extra}
