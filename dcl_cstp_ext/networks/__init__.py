@@ -7,7 +7,7 @@ from .finetune import init_encoder
 from .heads import MLPHead, build_projection_head
 from .resnet_encoder import ENCODER_CHANNELS, ResNetEncoder2D, ZeroPadShortcut, scriptable_shortcuts
 from .split_batchnorm import SplitBatchNorm2d, bn_splits_for, deinterleave, interleave, use_split_batchnorm
-from .utils import eval_mode, unwrap
+from .utils import eval_mode, to_device, unwrap
 from .weights import atomic_save, extract_encoder_state, load_encoder
 
 __all__ = [
@@ -34,4 +34,5 @@ __all__ = [
     "deinterleave",
     "eval_mode",
     "unwrap",
+    "to_device",
 ]
