@@ -56,7 +56,10 @@ def plot(*reports: str, figure: str | None = None) -> None:
     fig, axes = plt.subplots(len(loaded), cols, figsize=(3.6 * cols, sum(heights)), dpi=110, squeeze=False,
                              gridspec_kw={"height_ratios": heights})
     for axrow, path, rep in zip(axes, reports, loaded):  # one row per data set, one column per probe
-        for ax, p in zip(axrow, [p for p in PROBES if p in rep["results"][0]]):
+        probes = [p for p in PROBES if p in rep["results"][0]]
+        for ax in axrow[len(probes):]:  # a classification data set has no dense probe
+            ax.axis("off")
+        for ax, p in zip(axrow, probes):
             rows = [r for r in rep["results"] if f"{p}_vs_random" in r][::-1]
             diffs = [r[f"{p}_vs_random"] for r in rows]
             y = range(len(rows))
