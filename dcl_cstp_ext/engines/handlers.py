@@ -109,13 +109,18 @@ class EpochSummary:
 class EncoderExport:
     """Writes the online encoder alone (``encoder.pt``, keys ``conv1.weight``, ``layer1...``) and the whole method
     (``model.pt``) atomically, every ``every`` epochs and at the end. The encoder loads by path into the downstream
-    bundles, ``FlexibleUNet(backbone="resnet50").encoder`` and ``ResNetClassifier.encoder``."""
+    bundles, ``FlexibleUNet(backbone="resnet50").encoder`` and ``ResNetClassifier.encoder``.
 
-    def __init__(self, network: torch.nn.Module, ckpt_dir: str, every: int = 1, metadata: dict | None = None) -> None:
+    ``keep_every``: also keep a copy of the encoder every ``keep_every`` epochs, ``encoder_epoch<N>.pt`` (a
+    pre-training's step curve: probe each copy, ``benchmarks/pretrain_step_curve.py``); None keeps none."""
+
+    def __init__(self, network: torch.nn.Module, ckpt_dir: str, every: int = 1, metadata: dict | None = None,
+                 keep_every: int | None = None) -> None:
         self.network = network
         self.dir = Path(ckpt_dir)
         self.every = every
         self.metadata = metadata or {}
+        self.keep_every = keep_every
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.every), self)
@@ -127,8 +132,11 @@ class EncoderExport:
         model = unwrap(self.network)
         atomic_save(model.encoder.state_dict(), self.dir / "encoder.pt")
         atomic_save(model.state_dict(), self.dir / "model.pt")
+        epoch = engine.state.epoch
+        if self.keep_every and epoch % self.keep_every == 0:
+            atomic_save(model.encoder.state_dict(), self.dir / f"encoder_epoch{epoch}.pt")
         info = {
-            "epoch": engine.state.epoch,
+            "epoch": epoch,
             "iteration": engine.state.iteration,
             "backbone": model.encoder.backbone,
             "in_channels": model.encoder.in_channels,
