@@ -21,9 +21,13 @@ __all__ = ["RNGState", "ResumableCheckpoint"]
 logger = logging.getLogger(__name__)
 
 
+try:  # numpy >= 2
+    from numpy._core.multiarray import _reconstruct
+except ImportError:  # numpy 1.x (e.g. the MONAI Label environment)
+    from numpy.core.multiarray import _reconstruct
+
 #: numpy arrays only: checkpoints written before the RNG state was plain data hold numpy's as an array
-_LEGACY_GLOBALS = [(getattr(np, "_core", None) or np.core).multiarray._reconstruct, np.ndarray, np.dtype,
-                   type(np.dtype(np.uint32))]
+_LEGACY_GLOBALS = [_reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
 
 
 class RNGState:
