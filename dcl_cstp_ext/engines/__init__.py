@@ -20,7 +20,7 @@ from .prepare_batch import SegmentationPrepareBatch
 from .pretrain_trainer import PretrainTrainer
 from .seeded_data import EpochSeededSampler, SeededAugmentDataset, seeded_cached_dataset
 from .step import autocast_for, grad_scaler_for, optimizer_step, ssl_train_step
-from .tracking import mlflow_compatible
+from .tracking import mlflow_compatible, trainer_handlers
 from .trainer_base import StepTrainer
 from .validation import BestMetricState, ValidationLog, rank_zero_summary_writer
 
@@ -60,6 +60,7 @@ __all__ = [
     "ssl_train_step",
     "StepTrainer",
     "mlflow_compatible",
+    "trainer_handlers",
     "label_index",
     "per_image_items",
     "source_filename",

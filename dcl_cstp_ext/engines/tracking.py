@@ -6,8 +6,8 @@ transform is ``monai.handlers.from_engine(['loss'], first=True)``. That transfor
 of MONAI's trainers (a list of dicts). The trainers of these bundles keep the batch output as one dict
 (``decollate: false``, and the pre-training / generative trainers return a dict of scalars), for which
 ``from_engine`` returns a 1-tuple that MLflow cannot log. The bundles pass their handler list through
-:func:`mlflow_compatible` (``"train_handlers": "$dcl_cstp_ext.engines.mlflow_compatible(@train#handlers_all_ranks + @train#handlers)"``;
-``train#handlers`` holds the main process's handlers, the list a multi-GPU overlay drops on the other ranks), which
+:func:`mlflow_compatible` (``"train_handlers": "$dcl_cstp_ext.engines.trainer_handlers(@train#handlers_all_ranks, @train#handlers)"``;
+``train#handlers`` holds the main process's handlers, which :func:`trainer_handlers` leaves out on the other DDP ranks), which
 leaves every handler as it is except such MLflow handlers, whose transform then gives the loss as a number, plus
 the other scalar entries of the output (``z_std``, ``l1``, ``d_loss``, ...) as ``train_<key>``.
 """
@@ -20,7 +20,9 @@ from typing import Any
 
 import torch
 
-__all__ = ["mlflow_compatible"]
+from .handlers import is_main_process
+
+__all__ = ["mlflow_compatible", "trainer_handlers"]
 
 
 def _scalar(value: Any) -> float | None:
@@ -60,3 +62,9 @@ def mlflow_compatible(handlers: Sequence | None) -> list | None:
         if isinstance(handler, MLFlowHandler) and not hasattr(handler.output_transform, "__wrapped__"):
             handler.output_transform = _batch_output_transform(handler.output_transform, handler.tag_name)
     return handlers
+
+
+def trainer_handlers(all_ranks: Sequence, main_process: Sequence) -> list:
+    """A trainer's handler list: ``all_ranks`` on every process, ``main_process`` (``train#handlers``, where MONAI's
+    ``--tracking`` appends its handler) only on DDP rank 0 or without DDP; through :func:`mlflow_compatible`."""
+    return mlflow_compatible([*all_ranks, *(main_process if is_main_process() else [])])
