@@ -90,7 +90,8 @@ class CLI:
         synthetic runs (the ratio table); --ablations: no_global, no_local, mlp_head, plain_attention (the paper's) and centred_target (ours);
         --label-fractions 1,0.1: fine-tune on 100% and 10% of the training labels; --seeds 0,1,2: fine-tuning seeds (mean +- std); --overrides '{"pretrain": {"max_epochs": 5}, "finetune":
         {"datalist_kwargs": {"num_classes": 3}}}': bundle overrides per stage kind (ldm, pretrain, finetune) after the
-        preset's (a JSON string or file); --keep-checkpoints: keep finished stages' resume checkpoints (by default
+        preset's (a JSON string or file), and per LDM stage after "ldm" ("ldm/autoencoder", "ldm/diffusion",
+        "ldm/samples", "ldm/curation": the two training stages share the names max_epochs, batch_size, lr); --keep-checkpoints: keep finished stages' resume checkpoints (by default
         only their exported weights stay). Re-running the same command skips finished stages and
         resumes an interrupted one. The same command started more than once on one --out (say once per GPU,
         with --device cuda:0, cuda:1) shares the stages: each runs a stage no other process holds, and waits

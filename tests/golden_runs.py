@@ -66,13 +66,13 @@ def _ldm(tmp: Path, data: Path) -> dict:
     kw = {"image_size": 32, "ae_channels": [8, 16, 16], "ae_num_res_blocks": 1, "ae_norm_num_groups": 8,
           "unet_channels": [16, 32], "unet_attention_levels": [False, True], "unet_num_res_blocks": 1,
           "unet_num_head_channels": 16, "unet_norm_num_groups": 8, "disc_channels": 8, "disc_num_layers": 2,
-          "autoencoder_batch_size": 4, "diffusion_batch_size": 4, "num_workers": 0, "val_interval": 1,
+          "batch_size": 4, "num_workers": 0, "val_interval": 1,
           "val_max_items": 8, "num_show": 4, "sample_steps": 3, "device": "cpu", "amp": False,
           "dataset_dir": str(data), "ckpt_dir": str(tmp / "models"), "train#trainer#epoch_length": 2}
-    ae = run_bundle("ldm_synthesis", ["train_autoencoder.json"], output_dir=str(tmp / "ae"), autoencoder_max_epochs=2,
+    ae = run_bundle("ldm_synthesis", ["train_autoencoder.json"], output_dir=str(tmp / "ae"), max_epochs=2,
                     adv_warmup_epochs=1, **kw)
     dm = run_bundle("ldm_synthesis", ["train_autoencoder.json", "train_diffusion.json"], output_dir=str(tmp / "dm"),
-                    diffusion_max_epochs=2, **kw)
+                    max_epochs=2, **kw)
     out = {}
     for name, wf in (("autoencoder", ae), ("diffusion", dm)):
         state = wf.parser.get_parsed_content("train#trainer").state.output

@@ -32,8 +32,7 @@ TRAIN = {
     **NETS,
     "disc_channels": 8,
     "disc_num_layers": 2,
-    "autoencoder_batch_size": 4,
-    "diffusion_batch_size": 4,
+    "batch_size": 4,
     "num_workers": 0,
     "val_interval": 1,
     "val_max_items": 8,
@@ -63,9 +62,9 @@ def trained(tmp_path_factory, demo_data):
     """Autoencoder (2 iterations, adversarial loss on from the start) then denoiser (2 iterations), RGB data."""
     root = tmp_path_factory.mktemp("ldm")
     torch.set_num_threads(1)
-    ae = _train(root, demo_data["kvasir_seg"], AE, output_dir=str(root / "ae"), autoencoder_max_epochs=1,
+    ae = _train(root, demo_data["kvasir_seg"], AE, output_dir=str(root / "ae"), max_epochs=1,
                 adv_warmup_epochs=0)
-    dm = _train(root, demo_data["kvasir_seg"], DM, output_dir=str(root / "dm"), diffusion_max_epochs=1)
+    dm = _train(root, demo_data["kvasir_seg"], DM, output_dir=str(root / "dm"), max_epochs=1)
     return {"root": root, "ae": ae, "dm": dm}
 
 
@@ -90,7 +89,7 @@ def test_autoencoder_stage_trains_two_iterations_with_the_adversarial_loss(train
 
 def test_grey_data_autoencoder_without_discriminator(tmp_path, demo_data):
     wf = _train(tmp_path, demo_data["covid_radiography"], AE, output_dir=str(tmp_path / "ae"), in_channels=1,
-                adv_weight=0.0, autoencoder_max_epochs=1)
+                adv_weight=0.0, max_epochs=1)
     assert wf.parser.get_parsed_content("train#trainer").state.iteration == 2
     ckpt = torch.load(tmp_path / "models" / "autoencoder_checkpoint.pt", weights_only=True)
     assert "discriminator" not in ckpt
@@ -161,7 +160,7 @@ class _Crash(RuntimeError):
 
 
 def test_autoencoder_resume_continues_the_iteration_count(tmp_path, demo_data):
-    kw = dict(output_dir=str(tmp_path / "ae"), autoencoder_max_epochs=2, adv_warmup_epochs=1, save_every_iters=1)
+    kw = dict(output_dir=str(tmp_path / "ae"), max_epochs=2, adv_warmup_epochs=1, save_every_iters=1)
 
     def crash_at_3(wf):
         from ignite.engine import Events
@@ -213,7 +212,7 @@ def test_ddp_two_ranks_train_both_stages(tmp_path, demo_data):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     common = ["--bundle_root", str(root), "--dataset_dir", str(demo_data["kvasir_seg"]),
               "--ckpt_dir", str(tmp_path / "models"), "--adv_warmup_epochs", "0",
-              "--autoencoder_max_epochs", "1", "--diffusion_max_epochs", "1"]
+              "--max_epochs", "1"]
     for k, v in TRAIN.items():
         if k != "device":
             common += [f"--{k}", json.dumps(v) if isinstance(v, list) else str(v)]

@@ -14,7 +14,7 @@ from dcl_cstp_ext.pipeline.presets import PRESETS
 
 def _cfg(tmp_path, demo_data, **kw):
     return PipelineConfig(task="kvasir_seg", data_root=str(demo_data["kvasir_seg"]), out=str(tmp_path / "run"),
-                          preset="tiny", device="cpu", **kw)
+                          **{"preset": "tiny", "device": "cpu", **kw})
 
 
 def test_plan_orders_stages_and_validates_options(tmp_path, demo_data):
@@ -199,3 +199,36 @@ def test_every_bundle_has_the_presets_overlays_and_they_set_known_keys(preset):
             assert path.is_file(), f"{bundle}: {overlay} missing"
             unknown = set(json.loads(path.read_text())) - known
             assert not unknown, f"{bundle}/{overlay}: unknown keys {sorted(unknown)}"
+        for stage in (configs / "presets").glob(f"*/{preset}.json"):  # a stage config's own preset values
+            config = configs / f"{stage.parent.name}.json"
+            assert config.is_file(), f"{bundle}: {stage} belongs to no config"
+            unknown = set(json.loads(stage.read_text())) - set(ids(json.loads(config.read_text())))
+            assert not unknown, f"{bundle}/{stage}: keys not in {config.name}: {sorted(unknown)}"
+
+
+def test_the_ldm_stages_read_their_own_preset_values_and_override_blocks(tmp_path, demo_data):
+    """The two ldm training stages share the key names ``batch_size`` / ``max_epochs`` / ``lr``: each layers its own
+    ``presets/<stage config>/<preset>.json`` after the preset (so sampling and curation keep their own
+    ``batch_size``), and each stage's own ``--overrides`` block comes after the ``ldm`` block."""
+    from monai.bundle import ConfigParser
+
+    from dcl_cstp_ext.pipeline import bundles_dir
+
+    cfg = _cfg(tmp_path, demo_data, preset="cpu", overrides={"ldm": {"max_epochs": 3, "lr": 0.5},
+                                                             "ldm/diffusion": {"max_epochs": 7}})
+    stages = {st.name: st for st in plan(cfg)}
+    ae, dm = stages["ldm/autoencoder"], stages["ldm/diffusion"]
+    assert ae.configs == ["train_autoencoder.json", "presets/cpu.json", "presets/train_autoencoder/cpu.json"]
+    assert dm.configs == ["train_autoencoder.json", "train_diffusion.json", "presets/cpu.json",
+                          "presets/train_diffusion/cpu.json"]
+    assert (ae.overrides["max_epochs"], dm.overrides["max_epochs"], dm.overrides["lr"]) == (3, 7, 0.5)
+
+    def resolved(stage, key):
+        parser = ConfigParser()
+        parser.read_config([str(bundles_dir() / "ldm_synthesis" / "configs" / c) for c in stage.configs])
+        return parser[key]
+
+    assert (resolved(ae, "batch_size"), resolved(dm, "batch_size")) == (16, 32)  # the cpu preset's per stage
+    assert resolved(stages["ldm/curation"], "batch_size") == 64  # curate.json's own
+    with pytest.raises(ValueError, match="ldm/diffusion"):
+        _cfg(tmp_path, demo_data, overrides={"ldm/difusion": {"max_epochs": 1}})

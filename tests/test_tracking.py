@@ -21,8 +21,8 @@ RUNS = {
                       "head_kwargs#dim": 32}),
     "ldm_synthesis": (["train_autoencoder.json"], "kvasir_seg",
                       {"image_size": 32, "ae_channels": [8, 16, 16], "ae_num_res_blocks": 1, "ae_norm_num_groups": 8,
-                       "disc_channels": 8, "disc_num_layers": 2, "autoencoder_batch_size": 4, "num_workers": 0,
-                       "autoencoder_max_epochs": 1, "val_interval": 1, "val_max_items": 4, "num_show": 4}),
+                       "disc_channels": 8, "disc_num_layers": 2, "batch_size": 4, "num_workers": 0,
+                       "max_epochs": 1, "val_interval": 1, "val_max_items": 4, "num_show": 4}),
 }
 # the loss metric each run must record (MONAI's trainer handler logs the loss as "train_loss"), and the validation
 # metric where the bundle has a `validate#evaluator`

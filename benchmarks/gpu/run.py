@@ -34,11 +34,12 @@ sys.path.insert(0, str(REPO))
 SETTINGS = {
     "gpu": {"backbone": "resnet50", "image_size": 256, "batch_size": 128, "bench_steps": 10, "warmup": 3,
             "queue_size": 4096, "loading_batches": 12, "num_workers": 12, "ldm_preset": "cpu",
-            "ldm_epochs": {"autoencoder_max_epochs": 4, "diffusion_max_epochs": 8}, "samplers": "ddpm:1000,dpm_solver:20",
+            "ldm_overrides": {"ldm/autoencoder": {"max_epochs": 4}, "ldm/diffusion": {"max_epochs": 8}},
+            "samplers": "ddpm:1000,dpm_solver:20",
             "sample_images": 32, "pipeline_preset": "paper", "finetune_epochs": 20},
     "tiny": {"backbone": "resnet18", "image_size": 32, "batch_size": 8, "bench_steps": 2, "warmup": 1,
              "queue_size": 64, "loading_batches": 2, "num_workers": 0, "ldm_preset": "cpu",
-             "ldm_epochs": {"autoencoder_max_epochs": 1, "diffusion_max_epochs": 1, "image_size": 32},
+             "ldm_overrides": {"ldm": {"max_epochs": 1, "image_size": 32}},
              "samplers": "ddim:4,dpm_solver:4", "sample_images": 4, "pipeline_preset": "tiny", "finetune_epochs": 1,
              "pretrain_epochs": 1},
 }
@@ -167,7 +168,8 @@ def ldm_sampling(s: dict, device: str, data_root: str, out: Path) -> dict:
     from dcl_cstp_ext.pipeline.stages import ldm_stages, write_split
 
     run = out / "ldm_run"
-    cfg = _pipeline_cfg(data_root, run, "cpu", device, {"ldm": {**s["ldm_epochs"], "num_workers": 0}})
+    ldm = {**s["ldm_overrides"], "ldm": {**s["ldm_overrides"].get("ldm", {}), "num_workers": 0}}
+    cfg = _pipeline_cfg(data_root, run, "cpu", device, ldm)
     write_split(cfg)
     stages, _ = ldm_stages(cfg, run)
     for stage in stages[:2]:  # the autoencoder and the denoiser: what the samplers need
@@ -175,7 +177,7 @@ def ldm_sampling(s: dict, device: str, data_root: str, out: Path) -> dict:
     rep = bench_sample(preset=s["ldm_preset"], ckpt_dir=str(run / "ldm" / "models"), samplers=s["samplers"],
                        num_images=s["sample_images"], batch_size=s["sample_images"], device=device,
                        json_path=str(out / "sample.json"), progress=False,
-                       overrides={"image_size": s["ldm_epochs"].get("image_size", 64)})
+                       overrides={"image_size": s["ldm_overrides"].get("ldm", {}).get("image_size", 64)})
     return {r["label"]: {k: r.get(k) for k in ("unet_evaluations", "seconds_per_image", "speedup")}
             for r in rep["results"]}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .presets import preset_spec, task_spec
 
-__all__ = ["ABLATIONS", "INITIALISATIONS", "KEEP_FRACTION", "SYNTHETIC_ONLY", "PipelineConfig"]
+__all__ = ["ABLATIONS", "INITIALISATIONS", "KEEP_FRACTION", "LDM_STAGES", "SYNTHETIC_ONLY", "PipelineConfig"]
 
 #: initialisations the pipeline compares; "dcl_cstp_syn" is DCL-CsTP on real + synthetic images
 INITIALISATIONS = ("random", "simclr", "mocov2", "simsiam", "dcl_cstp", "dcl_cstp_syn")
@@ -23,6 +23,8 @@ SYNTHETIC_ONLY = "dcl_cstp_synonly"
 
 #: the fraction of generated images curation keeps (``ldm_synthesis`` ``configs/curate.json``; the paper's 50%)
 KEEP_FRACTION = 0.5
+#: the stage-1 stages, each of which may have its own ``--overrides`` block
+LDM_STAGES = ("ldm/autoencoder", "ldm/diffusion", "ldm/samples", "ldm/curation")
 
 
 @dataclass
@@ -38,7 +40,9 @@ class PipelineConfig:
     label_fractions: tuple[float, ...] = (1.0,)
     seeds: tuple[int, ...] = (0,)
     device: str | None = None
-    #: bundle overrides per stage kind, applied after the preset's: {"ldm": {...}, "pretrain": {...}, "finetune": {...}}
+    #: bundle overrides per stage kind, applied after the preset's: {"ldm": {...}, "pretrain": {...}, "finetune": {...}};
+    #: an ldm stage's own block (``LDM_STAGES``, e.g. "ldm/diffusion") comes after the "ldm" block, for the keys the
+    #: two training stages share (``batch_size``, ``max_epochs``, ``lr``)
     overrides: dict = field(default_factory=dict)
     #: keep the resume checkpoints of finished stages (by default only the exported weights stay)
     keep_checkpoints: bool = False
@@ -52,9 +56,10 @@ class PipelineConfig:
                              f"or {SYNTHETIC_ONLY}")
         if not Path(self.data_root).exists():
             raise FileNotFoundError(f"--data-root {self.data_root} does not exist")
-        unknown = set(self.overrides) - {"ldm", "pretrain", "finetune"}
+        unknown = set(self.overrides) - {"ldm", "pretrain", "finetune", *LDM_STAGES}
         if unknown:
-            raise ValueError(f"--overrides keys must be ldm, pretrain or finetune, got {sorted(unknown)}")
+            raise ValueError(f"--overrides keys must be ldm, pretrain, finetune or one of {', '.join(LDM_STAGES)}, "
+                             f"got {sorted(unknown)}")
         for f in self.label_fractions:
             if not 0 < f <= 1:
                 raise ValueError(f"label fractions must be in (0, 1], got {f}")

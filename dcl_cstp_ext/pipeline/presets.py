@@ -4,6 +4,8 @@ inside every bundle), nothing else."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from .runner import bundles_dir
@@ -27,6 +29,10 @@ TASKS: dict[str, dict] = {
 #: ``demo`` minutes on a 2-core CPU on the built-in data (tiny networks and images, few epochs); ``tiny`` a smoke test
 #: of the whole chain in about a minute per task (tests, CI); ``cpu`` a meaningful run on Kvasir-SEG-sized data, well
 #: under an hour per stage; ``paper`` the paper's settings (GPU). What each sets is in the bundles' JSON files.
+#: Where one bundle has several training stages with the same key names (``ldm_synthesis``: ``batch_size``,
+#: ``max_epochs``, ``lr`` of ``train_autoencoder.json`` and of ``train_diffusion.json``, which overlays it), each
+#: stage's values are in ``configs/presets/<stem of the stage's last config>/<name>.json``, layered right after
+#: ``presets/<name>.json`` (:func:`preset_spec`).
 PRESETS: dict[str, tuple[str, ...]] = {
     "demo": ("presets/cpu.json", "presets/demo.json"),
     "tiny": ("presets/cpu.json", "presets/tiny.json"),
@@ -41,17 +47,27 @@ def task_spec(task: str) -> dict:
     return TASKS[task]
 
 
-def preset_spec(preset: str) -> list[str]:
-    """The config overlays of ``preset``, in the order they are layered."""
+def preset_spec(preset: str, bundle: str | None = None, configs: Sequence[str] = ()) -> list[str]:
+    """The config overlays of ``preset``, in the order they are layered after ``configs`` of ``bundle``: each
+    ``presets/<name>.json``, followed by the stage's own ``presets/<stem>/<name>.json`` when ``bundle`` has one for
+    the last of ``configs`` (e.g. ``presets/train_diffusion/cpu.json`` after ``[train_autoencoder.json,
+    train_diffusion.json]``)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    return list(PRESETS[preset])
+    overlays = []
+    for overlay in PRESETS[preset]:
+        overlays.append(overlay)
+        stage = f"presets/{Path(configs[-1]).stem}/{Path(overlay).name}" if configs else None
+        if stage and bundle is not None and (bundles_dir() / bundle / "configs" / stage).is_file():
+            overlays.append(stage)
+    return overlays
 
 
-def preset_setting(preset: str, bundle: str, key: str) -> Any:
-    """The value the overlays of ``preset`` give ``key`` in ``bundle`` (the last one wins), or None."""
+def preset_setting(preset: str, bundle: str, key: str, configs: Sequence[str] = ()) -> Any:
+    """The value the overlays of ``preset`` give ``key`` in ``bundle`` after ``configs`` (the last one wins), or
+    None."""
     value = None
-    for overlay in preset_spec(preset):
+    for overlay in preset_spec(preset, bundle, configs):
         path = bundles_dir() / bundle / "configs" / overlay
         settings = json.loads(path.read_text()) if path.is_file() else {}
         value = settings.get(key, value)

@@ -80,27 +80,32 @@ def synthesis_count(cfg: PipelineConfig, keep_fraction: float = KEEP_FRACTION) -
 
 def ldm_stages(cfg: PipelineConfig, run: Path) -> tuple[list[BundleStage], Path]:
     """Autoencoder, diffusion, sampling and curation stages; returns them and the curated image folder."""
-    overlays, task = preset_spec(cfg.preset), task_spec(cfg.task)
+    task = task_spec(cfg.task)
     sample = {}
-    if preset_setting(cfg.preset, "ldm_synthesis", "num_samples") is None and "num_samples" not in cfg.overrides.get(
-            "ldm", {}):
+    asked = {**cfg.overrides.get("ldm", {}), **cfg.overrides.get("ldm/samples", {})}
+    if preset_setting(cfg.preset, "ldm_synthesis", "num_samples") is None and "num_samples" not in asked:
         sample["num_samples"] = synthesis_count(cfg)
     common = {"dataset_dir": cfg.data_root, "in_channels": task["in_channels"], **_split(cfg), **_device(cfg)}
     ae_dir, dm_dir = run / "ldm" / "autoencoder", run / "ldm" / "diffusion"
     sample_dir, curate_dir = run / "ldm" / "samples", run / "ldm" / "curation"
     common["ckpt_dir"] = str(run / "ldm" / "models")  # autoencoder.pt and the diffusion model.pt
     user = cfg.overrides.get("ldm", {})
+
+    def stage(name: str, configs: list[str], workdir: Path, overrides: dict, workflow: str = "train",
+              needs: tuple[str, ...] = ()) -> BundleStage:
+        return BundleStage(name, "ldm_synthesis", [*configs, *preset_spec(cfg.preset, "ldm_synthesis", configs)],
+                           workdir, {**common, **overrides, **user, **cfg.overrides.get(name, {})}, workflow, needs)
+
     stages = [
-        BundleStage("ldm/autoencoder", "ldm_synthesis", ["train_autoencoder.json", *overlays], ae_dir,
-                    {**common, "output_dir": str(ae_dir / "eval"), **user}),
-        BundleStage("ldm/diffusion", "ldm_synthesis", ["train_autoencoder.json", "train_diffusion.json", *overlays],
-                    dm_dir, {**common, "output_dir": str(dm_dir / "eval"), **user}, needs=("ldm/autoencoder",)),
-        BundleStage("ldm/samples", "ldm_synthesis", ["inference.json", *overlays], sample_dir,
-                    {**common, "output_dir": str(sample_dir), **sample, **user}, "infer", needs=("ldm/diffusion",)),
-        BundleStage("ldm/curation", "ldm_synthesis", ["curate.json", *overlays], curate_dir,
-                    {**common, "synthetic_dir": str(sample_dir), "output_dir": str(curate_dir),
-                     "feature_encoder": str(run / "pretrain" / "dcl_cstp" / "models" / "encoder.pt"), **user},
-                    "infer", needs=("ldm/samples", "pretrain/dcl_cstp")),
+        stage("ldm/autoencoder", ["train_autoencoder.json"], ae_dir, {"output_dir": str(ae_dir / "eval")}),
+        stage("ldm/diffusion", ["train_autoencoder.json", "train_diffusion.json"], dm_dir,
+              {"output_dir": str(dm_dir / "eval")}, needs=("ldm/autoencoder",)),
+        stage("ldm/samples", ["inference.json"], sample_dir, {"output_dir": str(sample_dir), **sample}, "infer",
+              needs=("ldm/diffusion",)),
+        stage("ldm/curation", ["curate.json"], curate_dir,
+              {"synthetic_dir": str(sample_dir), "output_dir": str(curate_dir),
+               "feature_encoder": str(run / "pretrain" / "dcl_cstp" / "models" / "encoder.pt")},
+              "infer", needs=("ldm/samples", "pretrain/dcl_cstp")),
     ]
     return stages, curate_dir / "curated"
 
