@@ -40,3 +40,24 @@ def test_checks_catch_a_broken_bundle(tmp_path, monkeypatch):
     (broken / "configs" / "inference.json").write_text('{"a": 1}')
     with pytest.raises(verify_bundles.BundleError, match="not formatted"):
         verify_bundles.check_json_format(broken)
+
+
+def _expressions(config):
+    """Every ``$`` expression of a parsed config file."""
+    if isinstance(config, dict):
+        for value in config.values():
+            yield from _expressions(value)
+    elif isinstance(config, list):
+        for value in config:
+            yield from _expressions(value)
+    elif isinstance(config, str) and config.startswith("$"):
+        yield config
+
+
+def test_no_long_expressions_in_the_bundles_configs():
+    """Logic lives in ``dcl_cstp_ext`` and in ``_target_`` blocks: no ``$`` expression of any bundle config is longer
+    than 100 characters (the zoo's spleen bundle's longest is about 73)."""
+    files = [f for f in BUNDLES.glob("*/configs/**/*.json")]
+    assert len(files) > 30
+    long = [(f.relative_to(BUNDLES), e) for f in files for e in _expressions(json.loads(f.read_text())) if len(e) > 100]
+    assert not long, long

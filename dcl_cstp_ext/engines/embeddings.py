@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +16,13 @@ __all__ = ["write_embeddings"]
 
 
 def write_embeddings(
-    network: torch.nn.Module, loader: Iterable, files: list[str], output_dir: str, device: str | torch.device = "cpu"
+    network: torch.nn.Module, loader: Iterable, files: Sequence[str | Mapping], output_dir: str,
+    device: str | torch.device = "cpu", image_key: str = "image",
 ) -> dict:
     """L2-normalised pooled features of every image -> ``embeddings.npy`` ``(N, D)``, ``embeddings.csv`` (file, e0..eD-1) and
-    ``embeddings.json`` (files, shape). ``files`` lists the images in loader order. Returns the paths."""
+    ``embeddings.json`` (files, shape). ``files`` lists the images in loader order: paths, or data-list items whose
+    ``image_key`` is the path. Returns the paths."""
+    files = [f[image_key] if isinstance(f, Mapping) else f for f in files]
     feats, _ = extract_features(network, loader, device, label_key=None)
     if len(files) != feats.shape[0]:
         raise ValueError(f"{len(files)} files but {feats.shape[0]} embeddings")
