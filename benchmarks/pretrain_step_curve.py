@@ -25,6 +25,7 @@ import fire
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from probe_encoders import probe  # noqa: E402
 
+from dcl_cstp_ext.networks import read_export_meta  # noqa: E402
 from dcl_cstp_ext.pipeline.config import PipelineConfig  # noqa: E402
 from dcl_cstp_ext.pipeline.pipeline import prepare_run, run_stages  # noqa: E402
 from dcl_cstp_ext.pipeline.presets import task_spec  # noqa: E402
@@ -58,7 +59,7 @@ def step_curve(task: str, data_root: str, out: str, method: str = "dcl_cstp", ep
         raise RuntimeError(f"the pre-training did not run: {skipped}")
     kept = kept_encoders(Path(stage.workdir) / "models")
     done = json.loads((Path(stage.workdir) / "DONE.json").read_text())
-    steps_per_epoch = json.loads((Path(stage.workdir) / "models" / "encoder.json").read_text())["iteration"] // epochs
+    steps_per_epoch = read_export_meta(Path(stage.workdir) / "models" / "encoder.pt")["iteration"] // epochs
     report = probe(data_root, encoders=",".join(["random", *[str(p) for _, p in kept]]), image_sizes=str(image_size),
                    backbone=backbone, in_channels=task_spec(task)["in_channels"], datalist_kwargs=datalist_kwargs(cfg),
                    split_file=str(split_file(cfg)), protocol="cv")

@@ -59,11 +59,12 @@ def random_weights_bundle(name: str, out: str | Path, backbone: str = "resnet18"
     """Copy bundle ``name`` to ``out/name`` with freshly initialised weights in ``models/model.pt``.
 
     Segmentation: ``backbone`` and ``image_size`` are set in the copy's ``configs/inference.json``.
-    Classification: they go into the checkpoint's ``info`` (which ``inference.json`` reads), with the
+    Classification: they go into the checkpoint's ``meta`` (which ``inference.json`` reads), with the
     metadata's class names, as a trained ``model.pt`` stores them."""
-    import torch
     from monai.bundle import ConfigParser
     from monai.utils import set_determinism
+
+    from dcl_cstp_ext.networks import save_export
 
     src, dst = Path(src) / name, Path(out) / name
     if dst.is_symlink() or dst.is_file():
@@ -93,7 +94,7 @@ def random_weights_bundle(name: str, out: str | Path, backbone: str = "resnet18"
     set_determinism(seed=None)
     state = {k: v.detach().cpu() for k, v in network.state_dict().items()}
     (dst / "models").mkdir()
-    torch.save({"model": state, "info": info} if info is not None else state, dst / "models" / "model.pt")
+    save_export(dst / "models" / "model.pt", state, info)
     (dst / "models" / RANDOM_WEIGHTS_MARKER).write_text(
         f"models/model.pt holds untrained random weights ({backbone}, {image_size} px) written by "
         "monailabel_app/prepare.py for a demo; train the bundle for real ones.\n")

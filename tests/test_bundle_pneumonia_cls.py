@@ -71,8 +71,9 @@ def test_train_two_iterations_saves_best_model_with_its_classes(trained):
     assert acc * 32 == pytest.approx(round(acc * 32)) and "val_auc" in evaluator.state.metrics
     assert evaluator.state.best_metric == pytest.approx(acc)  # accuracy is the key metric
     ckpt = torch.load(root / "models" / "model.pt", weights_only=True)
-    assert ckpt["info"]["class_names"] == list(COVID_CLASSES)
-    assert ckpt["info"]["activation"] == "sigmoid" and ckpt["info"]["backbone"] == "resnet18"
+    assert set(ckpt) == {"model", "meta"}  # the project's one export format
+    assert ckpt["meta"]["class_names"] == list(COVID_CLASSES)
+    assert ckpt["meta"]["activation"] == "sigmoid" and ckpt["meta"]["backbone"] == "resnet18"
     assert ckpt["model"]["fc.weight"].shape == (4, 512)
     assert torch.load(root / "models" / "checkpoint.pt", weights_only=True)["trainer"]["iteration"] == 2
     val = [json.loads(line) for line in (root / "eval" / "val_metrics.jsonl").read_text().splitlines()]
@@ -162,7 +163,7 @@ def test_grey_pretrained_encoder_is_loaded_and_freeze_keeps_it_with_cross_entrop
     assert net.encoder.conv1.in_channels == 1
     assert isinstance(wf.parser.get_parsed_content("loss"), torch.nn.CrossEntropyLoss)
     assert np.isfinite(wf.parser.get_parsed_content("train#trainer").state.output["loss"])
-    info = torch.load(tmp_path / "models" / "model.pt", weights_only=True)["info"]
+    info = torch.load(tmp_path / "models" / "model.pt", weights_only=True)["meta"]
     assert info["activation"] == "softmax" and info["in_channels"] == 1
 
 
@@ -206,7 +207,7 @@ def test_ddp_two_ranks_with_gloo(tmp_path, demo_data):
     proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
-    assert "fc.weight" in ckpt["model"] and ckpt["info"]["class_names"] == list(COVID_CLASSES)
+    assert "fc.weight" in ckpt["model"] and ckpt["meta"]["class_names"] == list(COVID_CLASSES)
     assert torch.load(tmp_path / "models" / "checkpoint.pt", weights_only=True)["trainer"]["iteration"] == 2
     rows = (tmp_path / "eval" / "val_metrics.jsonl").read_text().splitlines()
     assert len(rows) == 1  # one writer, not two

@@ -14,7 +14,7 @@ from conftest import BUNDLES, REPO, run_bundle
 from monai.networks.nets import FlexibleUNet
 
 from dcl_cstp_ext.methods import METHODS
-from dcl_cstp_ext.networks import ResNetClassifier, ResNetEncoder2D, load_encoder
+from dcl_cstp_ext.networks import ResNetClassifier, ResNetEncoder2D, load_encoder, read_export
 
 TINY = {
     "backbone": "resnet18",
@@ -50,8 +50,10 @@ def test_each_method_trains_two_iterations(method, tmp_path, demo_data):
     assert state.iteration == 2
     assert np.isfinite(state.output["loss"])
     assert state.metrics["knn_accuracy"] * 8 == pytest.approx(round(state.metrics["knn_accuracy"] * 8))  # 8 queries
-    for f in ("checkpoint.pt", "encoder.pt", "model.pt", "encoder.json"):
+    for f in ("checkpoint.pt", "encoder.pt", "model.pt"):
         assert (tmp_path / "models" / f).is_file(), f
+    state, meta = read_export(tmp_path / "models" / "encoder.pt")
+    assert "conv1.weight" in state and meta["iteration"] == 2 and meta["backbone"] == "resnet18"
     rows = [json.loads(line) for line in (tmp_path / "eval" / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["epoch"] == 1 and "train_loss" in rows[-1] and "knn_accuracy" in rows[-1]
     assert rows[-1]["peak_rss_mb"] > 100  # at least torch and the model

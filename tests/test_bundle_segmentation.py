@@ -20,6 +20,7 @@ from monai.networks.nets import FlexibleUNet
 from PIL import Image
 
 from dcl_cstp_ext.data import read_datalist
+from dcl_cstp_ext.networks import read_export, save_export
 
 DATA = {"isic_seg": "isic2018", "kvasir_seg": "kvasir_seg"}
 TINY = {
@@ -65,6 +66,8 @@ def test_train_two_iterations(trained):
     for f in ("checkpoint.pt", "model.pt"):
         assert (tmp / "models" / f).is_file(), f
     best = torch.load(tmp / "models" / "model.pt", map_location="cpu", weights_only=True)
+    assert set(best) == {"model", "meta"} and best["meta"]["in_channels"] == 3  # the project's one export format
+    best = best["model"]
     assert any(k.startswith("encoder.") for k in best) and any(k.startswith("decoder.") for k in best)
     rows = _jsonl(tmp / "eval" / "val_metrics.jsonl")
     assert rows[-1]["epoch"] == 1
@@ -150,12 +153,12 @@ def _export_and_compare(root, model_pt, ts, backbone, size, net_id="network_def"
     verify_net_in_out(net_id="network_def", meta_file=meta, config_file=infer, device="cpu", bundle_root=str(root),
                       backbone=backbone)
     ckpt_export(net_id=net_id, filepath=str(ts), ckpt_file=str(model_pt), meta_file=meta, config_file=infer,
-                bundle_root=str(root), backbone=backbone)
+                bundle_root=str(root), backbone=backbone, key_in_ckpt="model")  # as the README: the export format
     extra = {"metadata.json": ""}
     scripted = torch.jit.load(str(ts), map_location="cpu", _extra_files=extra).eval()
     assert json.loads(extra["metadata.json"])["version"] == "0.1.0"
     net = FlexibleUNet(3, 1, backbone, spatial_dims=2)
-    net.load_state_dict(torch.load(model_pt, map_location="cpu", weights_only=True))
+    net.load_state_dict(read_export(model_pt)[0])
     net.eval()
     x = torch.rand(2, 3, size, size)
     with torch.no_grad():
@@ -175,7 +178,7 @@ def test_model_zoo_checks_and_torchscript_equality(trained):
 def test_paper_network_scripts(tmp_path):
     """The default (paper) ResNet-50 network exports with the plain ``ckpt_export`` command (scripting)."""
     torch.manual_seed(0)
-    torch.save(FlexibleUNet(3, 1, "resnet50", spatial_dims=2).state_dict(), tmp_path / "model.pt")
+    save_export(tmp_path / "model.pt", FlexibleUNet(3, 1, "resnet50", spatial_dims=2).state_dict())
     _export_and_compare(BUNDLES / "kvasir_seg", tmp_path / "model.pt", tmp_path / "model.ts", "resnet50", 64)
 
 
@@ -196,7 +199,7 @@ def dcl_export(tmp_path_factory, demo_data):
 
 @pytest.mark.parametrize("freeze", [True, False])
 def test_dcl_cstp_export_initialises_the_encoder(freeze, tmp_path, demo_data, dcl_export):
-    export = torch.load(dcl_export, map_location="cpu", weights_only=True)
+    export = read_export(dcl_export)[0]
     start = {}
 
     def grab(wf):
@@ -297,7 +300,7 @@ def test_ddp_two_ranks(tmp_path, demo_data):
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = torch.load(tmp_path / "models" / "checkpoint.pt", map_location="cpu", weights_only=True)
     assert ckpt["trainer"]["iteration"] == 2 and ckpt["best"]["best_metric_epoch"] == 1
-    best = torch.load(tmp_path / "models" / "model.pt", map_location="cpu", weights_only=True)
+    best = read_export(tmp_path / "models" / "model.pt")[0]
     assert not any(k.startswith("module.") for k in best)  # saved unwrapped: loads into network_def
     assert len(_jsonl(tmp_path / "eval" / "val_metrics.jsonl")) == 1
     assert len(list((tmp_path / "eval" / "tensorboard").glob("events.*"))) == 1

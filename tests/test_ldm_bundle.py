@@ -78,7 +78,7 @@ def test_autoencoder_stage_trains_two_iterations_with_the_adversarial_loss(train
     ckpt = torch.load(root / "models" / "autoencoder_checkpoint.pt", weights_only=True)
     assert {"model", "optimizer", "discriminator", "d_optimizer", "rng", "trainer"} <= set(ckpt)
     export = torch.load(root / "models" / "autoencoder.pt", weights_only=True)
-    assert "encoder.blocks.0.conv.weight" in export["model"] and export["in_channels"] == 3
+    assert "encoder.blocks.0.conv.weight" in export["model"] and export["meta"]["in_channels"] == 3
     grid = Image.open(root / "ae" / "reconstructions" / "epoch_0001.png")
     assert grid.mode == "RGB" and grid.size[0] > 2 * 32
     val = [json.loads(line) for line in (root / "ae" / "validation.jsonl").read_text().splitlines()]
@@ -100,7 +100,7 @@ def test_diffusion_stage_stores_the_scale_factor_with_the_checkpoint(trained):
     root, wf = trained["root"], trained["dm"]
     state = wf.parser.get_parsed_content("train#trainer").state
     assert state.iteration == 2 and torch.isfinite(torch.tensor(state.output["loss"]))
-    export = torch.load(root / "models" / "model.pt", weights_only=True)
+    export = torch.load(root / "models" / "model.pt", weights_only=True)["meta"]
     resumable = torch.load(root / "models" / "diffusion_checkpoint.pt", weights_only=True)
     scale = export["scale_factor"]
     assert resumable["latent_scale"]["scale_factor"] == scale
@@ -126,8 +126,10 @@ def test_inference_reuses_the_stored_scale_factor_and_writes_a_datalist(trained,
     other = tmp_path / "models"
     other.mkdir()
     shutil.copy(models / "autoencoder.pt", other / "autoencoder.pt")
-    torch.save({**stored, "scale_factor": 2.5 * stored["scale_factor"]}, other / "model.pt")
-    for ckpt_dir, scale in ((models, stored["scale_factor"]), (other, 2.5 * stored["scale_factor"])):
+    scale_factor = stored["meta"]["scale_factor"]
+    torch.save({"model": stored["model"], "meta": {**stored["meta"], "scale_factor": 2.5 * scale_factor}},
+               other / "model.pt")
+    for ckpt_dir, scale in ((models, scale_factor), (other, 2.5 * scale_factor)):
         out = tmp_path / f"syn_{ckpt_dir.parent.name}"
         wf = _infer(ckpt_dir, out)
         assert wf.parser.get_parsed_content("inferer").scale_factor == pytest.approx(scale)
@@ -227,7 +229,7 @@ def test_ddp_two_ranks_train_both_stages(tmp_path, demo_data):
     ae = torch.load(tmp_path / "models" / "autoencoder_checkpoint.pt", weights_only=True)
     assert ae["trainer"]["iteration"] == 2 and "discriminator" in ae
     assert not any(k.startswith("module.") for k in ae["model"])
-    dm = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
+    dm = torch.load(tmp_path / "models" / "model.pt", weights_only=True)["meta"]
     assert dm["iteration"] == 2 and dm["scale_factor"] > 0
 
 

@@ -128,8 +128,9 @@ OVERRIDES = {"kvasir_seg": {"backbone": "resnet18", "image_size": 64}}  # given 
 
 def _bundle_pipeline(bundle_dir, overrides=None):
     """(network with the bundle's weights, preprocessing, postprocessing) of inference.json, in this process."""
-    import torch
     from monai.bundle import ConfigParser
+
+    from dcl_cstp_ext.networks import read_export
 
     parser = ConfigParser()
     parser.read_config(str(bundle_dir / "configs" / "inference.json"))
@@ -139,7 +140,7 @@ def _bundle_pipeline(bundle_dir, overrides=None):
     for key, value in (overrides or {}).items():
         parser[key] = value
     net = parser.get_parsed_content("network_def")
-    net.load_state_dict(torch.load(bundle_dir / "models" / "model.pt", map_location="cpu", weights_only=True))
+    net.load_state_dict(read_export(bundle_dir / "models" / "model.pt")[0])
     return net.eval(), parser.get_parsed_content("preprocessing"), parser.get_parsed_content("postprocessing")
 
 

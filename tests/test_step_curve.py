@@ -12,6 +12,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from pretrain_step_curve import step_curve  # noqa: E402
 
+from dcl_cstp_ext.networks import read_export  # noqa: E402
+
 
 def test_step_curve_keeps_and_probes_each_encoder(tmp_path, demo_data):
     report = step_curve("kvasir_seg", str(demo_data["kvasir_seg"]), str(tmp_path / "run"), method="simsiam",
@@ -20,7 +22,7 @@ def test_step_curve_keeps_and_probes_each_encoder(tmp_path, demo_data):
     kept = sorted(p.name for p in models.glob("encoder_epoch*.pt"))
     assert kept == ["encoder_epoch1.pt", "encoder_epoch2.pt"]
     # the last kept encoder is the final export
-    final, last = (torch.load(models / n, weights_only=True) for n in ("encoder.pt", "encoder_epoch2.pt"))
+    final, last = (read_export(models / n)[0] for n in ("encoder.pt", "encoder_epoch2.pt"))
     assert final.keys() == last.keys() and all(torch.equal(final[k], last[k]) for k in final)
     rows = report["results"]
     assert [r["epoch"] for r in rows] == [0, 1, 2] and rows[0]["encoder"] == "random"

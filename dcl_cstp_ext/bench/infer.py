@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from ..networks.export import read_export
+
 __all__ = ["bench_infer", "DOWNSTREAM"]
 
 DOWNSTREAM = ("pneumonia_cls", "isic_seg", "kvasir_seg")
@@ -58,7 +60,7 @@ def _measure_bundle(bundle: Path, preset: str | None, batch_size: int, steps: in
     weights = bundle / "models" / "model.pt"
     trained = weights.is_file()
     if trained:
-        net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        net.load_state_dict(read_export(weights)[0])  # the export's weights, whatever its meta
     size, channels = int(parser.get_parsed_content("image_size")), int(parser.get_parsed_content("in_channels"))
     backbone = parser.get_parsed_content("backbone") if "backbone" in parser else None
     with tempfile.TemporaryDirectory() as tmp:

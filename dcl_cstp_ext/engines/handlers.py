@@ -13,8 +13,8 @@ import torch
 import torch.distributed as dist
 from ignite.engine import Engine, Events
 
+from ..networks.export import save_export
 from ..networks.utils import unwrap
-from ..networks.weights import atomic_save
 
 __all__ = ["ProgressBarHandler", "EpochSummary", "EncoderExport", "is_main_process"]
 
@@ -108,8 +108,10 @@ class EpochSummary:
 
 class EncoderExport:
     """Writes the online encoder alone (``encoder.pt``, keys ``conv1.weight``, ``layer1...``) and the whole method
-    (``model.pt``) atomically, every ``every`` epochs and at the end. The encoder loads by path into the downstream
-    bundles, ``FlexibleUNet(backbone="resnet50").encoder`` and ``ResNetClassifier.encoder``.
+    (``model.pt``) atomically, every ``every`` epochs and at the end, in the project's export format
+    (``{"model", "meta"}``, :mod:`~dcl_cstp_ext.networks.export`; ``meta``: epoch, iteration, backbone, channels,
+    method and ``metadata``). The encoder loads by path into the downstream bundles,
+    ``FlexibleUNet(backbone="resnet50").encoder`` and ``ResNetClassifier.encoder``.
 
     ``keep_every``: also keep a copy of the encoder every ``keep_every`` epochs, ``encoder_epoch<N>.pt`` (a
     pre-training's step curve: probe each copy, ``benchmarks/pretrain_step_curve.py``); None keeps none."""
@@ -130,12 +132,8 @@ class EncoderExport:
         if not is_main_process():
             return
         model = unwrap(self.network)
-        atomic_save(model.encoder.state_dict(), self.dir / "encoder.pt")
-        atomic_save(model.state_dict(), self.dir / "model.pt")
         epoch = engine.state.epoch
-        if self.keep_every and epoch % self.keep_every == 0:
-            atomic_save(model.encoder.state_dict(), self.dir / f"encoder_epoch{epoch}.pt")
-        info = {
+        meta = {
             "epoch": epoch,
             "iteration": engine.state.iteration,
             "backbone": model.encoder.backbone,
@@ -143,4 +141,7 @@ class EncoderExport:
             "method": type(model).__name__,
             **self.metadata,
         }
-        (self.dir / "encoder.json").write_text(json.dumps(info, indent=2))
+        save_export(self.dir / "encoder.pt", model.encoder.state_dict(), meta)
+        save_export(self.dir / "model.pt", model.state_dict(), meta)
+        if self.keep_every and epoch % self.keep_every == 0:
+            save_export(self.dir / f"encoder_epoch{epoch}.pt", model.encoder.state_dict(), meta)

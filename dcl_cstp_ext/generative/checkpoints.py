@@ -1,8 +1,9 @@
 """Exported weights of the two generative stages and their metadata (scale factor, noise schedule, shapes).
 
-An export is one ``torch.save``'d dict: ``{"model": state_dict, **metadata}``; MONAI's ``CheckpointLoader`` with
-``load_dict={"model": net}`` reads it too. The denoiser export (``models/model.pt``) holds the latent scale factor
-and the betas of the training schedule, which inference reuses and checks.
+An export is the project's one format, ``{"model": state_dict, "meta": {...}}`` (:mod:`dcl_cstp_ext.networks.export`);
+MONAI's ``CheckpointLoader`` with ``load_dict={"model": net}`` reads it too. The denoiser export (``models/model.pt``)
+holds the latent scale factor and the betas of the training schedule in its ``meta``, which inference reuses and
+checks.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import torch
 from ignite.engine import Engine, Events
 
 from ..engines.handlers import is_main_process
+from ..networks.export import read_export, read_export_meta, save_export
 from ..networks.utils import unwrap
-from ..networks.weights import atomic_save
 
 __all__ = ["GenerativeExport", "load_weights", "read_checkpoint_meta", "read_scale_factor", "check_schedule",
            "schedule_meta"]
@@ -36,8 +37,8 @@ def schedule_meta(scheduler) -> dict:
 
 
 class GenerativeExport:
-    """Writes ``{"model": network.state_dict(), **metadata}`` atomically to ``path`` every ``every`` epochs and at
-    the end (rank 0 only). ``scheduler`` adds :func:`schedule_meta`; ``latent_scale`` (a
+    """Writes ``{"model": network.state_dict(), "meta": metadata}`` atomically to ``path`` every ``every`` epochs and
+    at the end (rank 0 only). ``scheduler`` adds :func:`schedule_meta`; ``latent_scale`` (a
     :class:`~dcl_cstp_ext.generative.LatentScale`) adds ``scale_factor``; epoch and iteration are added."""
 
     def __init__(
@@ -63,44 +64,31 @@ class GenerativeExport:
     def __call__(self, engine: Engine) -> None:
         if not is_main_process():
             return
-        state: dict[str, Any] = {"model": unwrap(self.network).state_dict(), **self.metadata}
-        state["epoch"], state["iteration"] = engine.state.epoch, engine.state.iteration
+        meta: dict[str, Any] = {**self.metadata, "epoch": engine.state.epoch, "iteration": engine.state.iteration}
         if self.scheduler is not None:
-            state["scheduler"] = schedule_meta(self.scheduler)
+            meta["scheduler"] = schedule_meta(self.scheduler)
         if self.latent_scale is not None:
-            state["scale_factor"] = self.latent_scale.value
-        atomic_save(state, self.path)
-
-
-def _read(path: str | os.PathLike, map_location="cpu") -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    obj = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(obj, Mapping):
-        raise TypeError(f"{path}: expected a dict checkpoint, got {type(obj).__name__}")
-    return dict(obj)
+            meta["scale_factor"] = self.latent_scale.value
+        save_export(self.path, unwrap(self.network).state_dict(), meta)
 
 
 def read_checkpoint_meta(path: str | os.PathLike) -> dict:
     """The metadata of an export (everything but the weights)."""
-    return {k: v for k, v in _read(path).items() if k != "model"}
+    return read_export_meta(path)
 
 
 def load_weights(
     network: torch.nn.Module, path: str | os.PathLike, map_location: str | torch.device = "cpu", strict: bool = True,
     hint: str = "",
 ) -> dict:
-    """Load an export (or a bare state dict, or a resumable checkpoint's ``model`` entry) into ``network``
-    (DDP wrapper and ``module.`` prefixes handled); GPU-saved weights load on a CPU. Returns the metadata."""
+    """Load an export (or a bare state dict) into ``network`` (DDP wrapper and ``module.`` prefixes handled);
+    GPU-saved weights load on a CPU. Returns the metadata."""
     try:
-        obj = _read(path, map_location)
+        state, meta = read_export(path, map_location)
     except FileNotFoundError as err:
         raise FileNotFoundError(f"{err}{'; ' + hint if hint else ''}") from err
-    state = obj["model"] if "model" in obj and isinstance(obj["model"], Mapping) else obj
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    unwrap(network).load_state_dict(state, strict=strict)
-    return {k: v for k, v in obj.items() if k != "model"}
+    unwrap(network).load_state_dict({k.removeprefix("module."): v for k, v in state.items()}, strict=strict)
+    return meta
 
 
 def read_scale_factor(path: str | os.PathLike) -> float:

@@ -3,6 +3,7 @@
 from .classifier import ResNetClassifier
 from .classifier_info import ClassifierInfo, read_classifier_info
 from .cross_scale_attention import CrossScaleAttention, CrossScaleReduction, CrossScaleTokenProjection
+from .export import ExportMeta, read_export, read_export_meta, save_export, split_export
 from .finetune import init_encoder
 from .heads import MLPHead, build_projection_head
 from .resnet_encoder import ENCODER_CHANNELS, ResNetEncoder2D, ZeroPadShortcut, scriptable_shortcuts
@@ -24,6 +25,11 @@ __all__ = [
     "ClassifierInfo",
     "read_classifier_info",
     "atomic_save",
+    "ExportMeta",
+    "read_export",
+    "read_export_meta",
+    "save_export",
+    "split_export",
     "extract_encoder_state",
     "load_encoder",
     "init_encoder",

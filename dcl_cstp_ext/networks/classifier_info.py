@@ -9,41 +9,32 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
+from .export import ExportMeta, read_export_meta
 
 __all__ = ["ClassifierInfo", "read_classifier_info"]
 
 logger = logging.getLogger(__name__)
 
 
-class ClassifierInfo:
-    """What a classifier checkpoint must say about itself, stored next to the weights in ``model.pt``
-    (``CheckpointSaver(save_dict={"model": net, "info": ClassifierInfo(...)})``): class names, the activation
-    that turns its logits into probabilities, backbone, input channels and image size. ``inference.json`` reads
-    it back with :func:`read_classifier_info`, so a model trained on 3 pediatric classes at 128 px infers as such.
+class ClassifierInfo(ExportMeta):
+    """What a classifier checkpoint must say about itself, its ``meta`` in ``model.pt`` (the project's export
+    format, :mod:`~dcl_cstp_ext.networks.export`; ``CheckpointSaver(save_dict={"model": net, "meta":
+    ClassifierInfo(...)})``): class names, the activation that turns its logits into probabilities, backbone, input
+    channels and image size. ``inference.json`` reads it back with :func:`read_classifier_info`, so a model trained
+    on 3 pediatric classes at 128 px infers as such.
     """
 
     def __init__(self, class_names: Sequence[str], activation: str = "sigmoid", **settings: Any) -> None:
-        self.info = {"class_names": [str(c) for c in class_names], "activation": activation, **settings}
-
-    def state_dict(self) -> dict:
-        return dict(self.info)
-
-    def load_state_dict(self, state: Mapping) -> None:
-        self.info = dict(state)
+        super().__init__(class_names=[str(c) for c in class_names], activation=activation, **settings)
 
 
 def read_classifier_info(ckpt_path: str | os.PathLike | None, defaults: Mapping[str, Any]) -> dict[str, Any]:
-    """``defaults`` updated with the :class:`ClassifierInfo` saved in the checkpoint at ``ckpt_path`` (under
-    ``"info"``), when the file exists and holds one. GPU-saved files load on a CPU."""
+    """``defaults`` updated with the :class:`ClassifierInfo` saved in the checkpoint at ``ckpt_path`` (its
+    ``meta``; ``info`` in earlier files), when the file exists and holds one. GPU-saved files load on a CPU."""
     out = dict(defaults)
     if ckpt_path and Path(ckpt_path).is_file():
-        try:
-            ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError:  # not a zip-format file: no mmap
-            ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        info = ckpt.get("info") if isinstance(ckpt, Mapping) else None
-        if isinstance(info, Mapping):
+        info = read_export_meta(ckpt_path)
+        if "class_names" in info:
             out.update(info)
         else:
             logger.warning("%s holds no classifier info; using the defaults (%s)", ckpt_path, sorted(defaults))

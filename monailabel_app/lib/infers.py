@@ -4,7 +4,7 @@
 ``models/model.pt`` of a bundle. This subclass fixes what it gets wrong for 2-D PNG / JPEG bundles:
 
 - the task type is given (``classification`` / ``segmentation``), never guessed from the folder name;
-- a classifier's labels are the class names stored in its checkpoint (``model.pt["info"]``), which may differ
+- a classifier's labels are the class names stored in its checkpoint (``model.pt["meta"]``), which may differ
   from the metadata's (a model trained on the 2- or 3-class pediatric set);
 - the label of a segmentation is written as an 8-bit PNG at the image's own size holding 0 (background)
   and 255 (foreground), as the bundles' ground truth and their own inference output (MONAI Label's default
@@ -59,7 +59,7 @@ class Bundle2DInferTask(BundleInferTask):
         if not self.valid:
             return
         if classification:
-            # the checkpoint's class names (inference.json reads them from model.pt["info"])
+            # the checkpoint's class names (inference.json reads them from model.pt["meta"])
             names = self.bundle_config.get_parsed_content("class_names")
             self.labels = {str(name): i for i, name in enumerate(names)}
         if os.path.exists(os.path.join(self.bundle_path, "models", RANDOM_WEIGHTS_MARKER)):

@@ -1,0 +1,80 @@
+"""One export format for every trained network of the project: ``{"model": state_dict, "meta": {...}}``.
+
+``meta`` is plain data (numbers, strings, lists, tensors) saying what the weights are (backbone, channels, image
+size, class names, scale factor, noise schedule, epoch...), so a reader can check them before use. One writer
+(:func:`save_export` and, for MONAI's ``CheckpointSaver``, :class:`ExportMeta`), one reader (:func:`read_export`,
+:func:`read_export_meta`); every read is ``torch.load(weights_only=True)``. MONAI's ``CheckpointLoader`` with
+``load_dict={"model": net}`` and ``monai.bundle.load(..., key_in_ckpt="model")`` read the weights of the same file.
+
+Earlier files still read: a bare state dict (``meta`` empty), ``{"model", "info"}`` (the classifier's, ``meta`` =
+``info``) and ``{"model", **meta}`` (the generative stages').
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .weights import atomic_save
+
+__all__ = ["ExportMeta", "read_export", "read_export_meta", "save_export", "split_export"]
+
+
+def save_export(path: str | os.PathLike, state: Mapping[str, torch.Tensor], meta: Mapping[str, Any] | None = None
+                ) -> None:
+    """Write ``{"model": state, "meta": meta}`` to ``path`` atomically (a crash leaves the old file or none)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_save({"model": dict(state), "meta": dict(meta or {})}, path)
+
+
+def split_export(obj: object, where: str = "checkpoint") -> tuple[dict, dict]:
+    """``(state_dict, meta)`` of a loaded export, or of one of the earlier forms (see the module docstring)."""
+    if not isinstance(obj, Mapping):
+        raise TypeError(f"{where}: expected a dict, got {type(obj).__name__}")
+    if not isinstance(obj.get("model"), Mapping):  # a bare state dict
+        return dict(obj), {}
+    if isinstance(obj.get("meta"), Mapping):
+        return dict(obj["model"]), dict(obj["meta"])
+    if isinstance(obj.get("info"), Mapping):
+        return dict(obj["model"]), dict(obj["info"])
+    return dict(obj["model"]), {k: v for k, v in obj.items() if k != "model"}
+
+
+def _load(path: str | os.PathLike, map_location: str | torch.device = "cpu", mmap: bool = False) -> object:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights not found: {path}")
+    if mmap:
+        try:
+            return torch.load(path, map_location=map_location, weights_only=True, mmap=True)
+        except RuntimeError:  # not a zip-format file: no mmap
+            pass
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def read_export(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[dict, dict]:
+    """``(state_dict, meta)`` of the export at ``path``; GPU-saved weights load on a CPU."""
+    return split_export(_load(path, map_location), str(path))
+
+
+def read_export_meta(path: str | os.PathLike) -> dict:
+    """The ``meta`` of the export at ``path`` (the weights are memory-mapped, not read)."""
+    return split_export(_load(path, mmap=True), str(path))[1]
+
+
+class ExportMeta:
+    """The ``meta`` entry for MONAI's ``CheckpointSaver``: ``save_dict={"model": net, "meta": ExportMeta(...)}``
+    writes this module's format. ``settings``: plain data."""
+
+    def __init__(self, **settings: Any) -> None:
+        self.meta = dict(settings)
+
+    def state_dict(self) -> dict:
+        return dict(self.meta)
+
+    def load_state_dict(self, state: Mapping) -> None:
+        self.meta = dict(state)

@@ -1,0 +1,79 @@
+"""The project's one export format, ``{"model": state_dict, "meta": {...}}``: its writer, its reader, the earlier
+forms it still reads, and MONAI's readers of the same file."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+from monai.handlers import CheckpointLoader
+from torch import nn
+
+from dcl_cstp_ext.networks import ExportMeta, read_export, read_export_meta, save_export, split_export
+
+
+def _net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+
+
+def test_save_and_read_round_trip_the_weights_and_the_meta(tmp_path):
+    net, path = _net(), tmp_path / "sub" / "model.pt"
+    meta = {"backbone": "resnet18", "image_size": 128, "class_names": ["a", "b"], "betas": torch.linspace(0, 1, 4)}
+    save_export(path, net.state_dict(), meta)
+    raw = torch.load(path, weights_only=True)
+    assert set(raw) == {"model", "meta"}
+    state, got = read_export(path)
+    assert state.keys() == net.state_dict().keys()
+    assert all(torch.equal(state[k], v) for k, v in net.state_dict().items())
+    assert got["class_names"] == ["a", "b"] and got["image_size"] == 128
+    torch.testing.assert_close(got["betas"], meta["betas"])
+    assert read_export_meta(path)["backbone"] == "resnet18"
+    assert not list(tmp_path.glob("sub/*.tmp*"))  # written atomically: no temporary file left
+
+
+def test_earlier_forms_still_read(tmp_path):
+    sd = _net().state_dict()
+    assert split_export(sd) == (dict(sd), {})  # a bare state dict
+    assert split_export({"model": sd, "info": {"class_names": ["x"]}})[1] == {"class_names": ["x"]}  # classifier
+    assert split_export({"model": sd, "scale_factor": 0.5, "epoch": 3})[1] == {"scale_factor": 0.5, "epoch": 3}
+    with pytest.raises(TypeError, match="m.pt: expected a dict"):
+        split_export([1, 2], "m.pt")
+    with pytest.raises(FileNotFoundError, match="none.pt"):
+        read_export(tmp_path / "none.pt")
+
+
+def test_monai_checkpoint_saver_and_loader_speak_the_format(tmp_path):
+    """``CheckpointSaver(save_dict={"model": net, "meta": ExportMeta(...)})`` writes it; ``CheckpointLoader`` with
+    ``load_dict={"model": net}`` loads its weights (what the bundles' evaluate / inference configs do)."""
+    from ignite.engine import Engine
+    from monai.handlers import CheckpointSaver
+
+    net = _net()
+    engine = Engine(lambda e, b: None)
+    CheckpointSaver(str(tmp_path), {"model": net, "meta": ExportMeta(image_size=64)}, save_final=True,
+                    final_filename="model.pt").attach(engine)
+    engine.run([0], max_epochs=1)
+    state, meta = read_export(tmp_path / "model.pt")
+    assert meta == {"image_size": 64} and torch.equal(state["0.weight"], net[0].weight)
+    other = _net()
+    with torch.no_grad():
+        other[0].weight.zero_()
+    CheckpointLoader(str(tmp_path / "model.pt"), {"model": other}).attach(engine2 := Engine(lambda e, b: None))
+    engine2.run([0], max_epochs=1)
+    assert torch.equal(other[0].weight, net[0].weight)
+
+
+def test_a_planted_pickle_is_refused(tmp_path):
+    """Every read is ``weights_only=True``: a file that would run code when unpickled is refused."""
+
+    class Boom:
+        def __reduce__(self):
+            return (print, ("ran code",))
+
+    path = tmp_path / "model.pt"
+    with open(path, "wb") as fh:
+        pickle.dump({"model": {}, "meta": Boom()}, fh, protocol=2)
+    with pytest.raises(pickle.UnpicklingError):
+        read_export(path)
