@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
+from ..networks.export import atomic_save
 from ..networks.utils import unwrap
-from ..networks.weights import atomic_save
 from .handlers import is_main_process
 
 __all__ = ["RNGState", "ResumableCheckpoint"]

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..networks import ResNetEncoder2D
+from ..networks.export import read_export
 from ..networks.weights import extract_encoder_state
 
 __all__ = ["FALLBACK_ENCODER", "build_feature_encoder", "extract_image_features"]
@@ -68,7 +69,7 @@ def build_feature_encoder(
     for ``in_channels`` whose batch-norm statistics are re-estimated on ``calibration_images`` (the real images).
     """
     if path is not None and Path(path).is_file():
-        state = extract_encoder_state(torch.load(path, map_location="cpu", weights_only=True))
+        state = extract_encoder_state(read_export(path)[0])
         backbone, channels = _arch_from_state(state)
         encoder = ResNetEncoder2D(backbone, channels)
         encoder.load_state_dict(state)

@@ -3,13 +3,13 @@
 from .classifier import ResNetClassifier
 from .classifier_info import ClassifierInfo, read_classifier_info
 from .cross_scale_attention import CrossScaleAttention, CrossScaleReduction, CrossScaleTokenProjection
-from .export import ExportMeta, read_export, read_export_meta, save_export, split_export
+from .export import ExportMeta, atomic_save, read_export, read_export_meta, save_export, split_export
 from .finetune import init_encoder
 from .heads import MLPHead, build_projection_head
 from .resnet_encoder import ENCODER_CHANNELS, ResNetEncoder2D, ZeroPadShortcut, scriptable_shortcuts
 from .split_batchnorm import SplitBatchNorm2d, bn_splits_for, deinterleave, interleave, use_split_batchnorm
 from .utils import eval_mode, to_device, unwrap
-from .weights import atomic_save, extract_encoder_state, load_encoder
+from .weights import extract_encoder_state, load_encoder
 
 __all__ = [
     "ResNetEncoder2D",

@@ -13,15 +13,29 @@ Earlier files still read: a bare state dict (``meta`` empty), ``{"model", "info"
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .weights import atomic_save
+__all__ = ["ExportMeta", "atomic_save", "read_export", "read_export_meta", "save_export", "split_export"]
 
-__all__ = ["ExportMeta", "read_export", "read_export_meta", "save_export", "split_export"]
+
+def atomic_save(obj: object, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file in the same folder, then ``os.replace``: a crash never leaves a
+    half-written checkpoint at ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def save_export(path: str | os.PathLike, state: Mapping[str, torch.Tensor], meta: Mapping[str, Any] | None = None

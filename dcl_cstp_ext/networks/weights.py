@@ -3,34 +3,20 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
-__all__ = ["atomic_save", "extract_encoder_state", "load_encoder", "ENCODER_PREFIXES"]
+from .export import read_export
+
+__all__ = ["extract_encoder_state", "load_encoder", "ENCODER_PREFIXES"]
 
 #: prefixes under which an encoder is found in the checkpoints this project writes or reads, tried in order
 ENCODER_PREFIXES = ("encoder.", "online_encoder.", "model.encoder.", "network.encoder.", "module.encoder.", "")
 _STEM_KEY = "conv1.weight"
 _CONTAINER_KEYS = ("encoder", "state_dict", "model", "network", "net")
-
-
-def atomic_save(obj: object, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same folder, then ``os.replace``: a crash never leaves a
-    half-written checkpoint at ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _flatten_container(obj: object) -> Mapping[str, torch.Tensor]:
@@ -77,7 +63,7 @@ def load_encoder(target: nn.Module, checkpoint: str | os.PathLike | Mapping, str
     if isinstance(checkpoint, (str, os.PathLike)):
         if not Path(checkpoint).is_file():
             raise FileNotFoundError(f"encoder checkpoint not found: {checkpoint}")
-        checkpoint = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        checkpoint = read_export(checkpoint)[0]
     state = extract_encoder_state(checkpoint)
     module = getattr(target, "encoder", target)
     try:
