@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import torch
+from monai.bundle import ConfigParser, ckpt_export
 
 from ..networks.export import read_export
 
@@ -44,7 +45,6 @@ def _median_ms(fn, x: torch.Tensor, steps: int, warmup: int) -> float:
 
 def _measure_bundle(bundle: Path, preset: str | None, batch_size: int, steps: int, warmup: int, device: str,
                     channels_last: bool, overrides: dict) -> dict:
-    from monai.bundle import ConfigParser, ckpt_export
 
     configs = [str(bundle / "configs" / "inference.json")]
     if preset:

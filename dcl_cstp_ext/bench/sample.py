@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from monai.bundle import ConfigParser
 
 from ..data import build_datalist
 from ..generative import (
@@ -59,7 +60,6 @@ def parse_samplers(spec: str | Sequence[str]) -> list[tuple[str, int | None]]:
 
 
 def _build(bundle_root: Path, config_files: Sequence[str], preset: str | None, overrides: Mapping) -> dict:
-    from monai.bundle import ConfigParser
 
     files = [str(bundle_root / f) for f in config_files]
     if preset:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..networks.utils import eval_mode
 from .knn_monitor import knn_predict
@@ -74,7 +75,6 @@ def dense_features(encoder: torch.nn.Module, loader, stages: tuple[int, ...] = (
     encoder's five maps, 2-4 = C3-C5 at strides 8-32, bilinearly upsampled to the first one's ``h x w`` and
     concatenated: D = 896 for ResNet-18); masks ``(N, h, w)`` bool (foreground where at least half of the cell is);
     and the L2-normalised pooled features ``(N, C)`` of the global probes."""
-    import torch.nn.functional as F
 
     feats, masks, pooled = [], [], []
     with eval_mode(encoder):

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from ignite.engine import Engine, Events
+from ignite.handlers import ProgressBar
 
 from ..networks.export import save_export
 from ..networks.utils import unwrap
@@ -33,7 +34,6 @@ class ProgressBarHandler:
         self.persist = persist
 
     def attach(self, engine: Engine) -> None:
-        from ignite.handlers import ProgressBar
 
         keys = self.output_keys
         ProgressBar(persist=self.persist).attach(

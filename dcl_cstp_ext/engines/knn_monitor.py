@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from ignite.engine import Engine, Events
+from monai.data import DataLoader
 
 from ..data.preprocess import make_cached_dataset, read_image, unlabelled_preprocess
 from ..networks.utils import eval_mode, unwrap
@@ -176,7 +177,6 @@ def build_knn_monitor(
     amp: bool = False,
 ) -> KNNMonitor:
     """A :class:`KNNMonitor` over :func:`monitor_split` of ``datalist``, images decoded once and cached."""
-    from monai.data import DataLoader
 
 
     bank, query, num_classes = monitor_split(datalist, max_bank, max_query, seed)

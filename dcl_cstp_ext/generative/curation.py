@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from monai.data import DataLoader, Dataset
 
 from ..data import build_folder_datalist, unlabelled_preprocess
 from ..data.splits import read_datalist, write_datalist
@@ -72,7 +73,6 @@ def load_images(items: Sequence[Mapping[str, Any]], image_size: int, channels: i
                 batch_size: int = 64) -> torch.Tensor:
     """The images of ``items`` as one ``(N, channels, S, S)`` float32 tensor in [0, 1] (the pre-training
     preprocessing: PIL read, channel conversion, anti-aliased resize)."""
-    from monai.data import DataLoader, Dataset
 
 
     if not items:

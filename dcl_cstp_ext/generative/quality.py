@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from monai.metrics.regression import compute_ms_ssim
 
 __all__ = [
     "frechet_distance",
@@ -167,7 +168,6 @@ def ms_ssim_diversity(images: torch.Tensor, num_pairs: int = 500, seed: int = 0,
     """Mean MS-SSIM over ``num_pairs`` random distinct pairs of ``images`` ``(N, C, H, W)`` in [0, 1] (MONAI's
     ``MultiScaleSSIMMetric`` computation, data range 1). Lower means more diverse; ~1 means near-identical samples (mode
     collapse). Compare with the same measure on real images."""
-    from monai.metrics.regression import compute_ms_ssim
 
     n = images.shape[0]
     if n < 2:

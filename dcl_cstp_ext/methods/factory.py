@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 from .base import MomentumMethod, SSLMethod
 from .baselines import MoCoV2, SimCLR, SimSiam
 from .dcl_cstp import DCLCsTP
@@ -32,7 +34,6 @@ def build_method(name: str, **kwargs) -> SSLMethod:
     Arguments that a method does not use (e.g. ``queue_size`` for SimSiam, ``alpha`` for MoCo-v2) are dropped, so
     one config can switch methods by name; an argument no method knows raises (a misspelt config key).
     """
-    import inspect
 
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose one of {sorted(METHODS)}")

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from monai.bundle import ConfigParser, ConfigWorkflow
+
 from ..utils import environment_info
 from .lock import StageBusy, stage_lock
 
@@ -94,7 +96,6 @@ def write_done(workdir: Path, record: dict) -> None:
 
 
 def _run_locked(stage: BundleStage, workdir: Path, keep_checkpoints: bool) -> dict:
-    from monai.bundle import ConfigParser, ConfigWorkflow
 
 
     workdir.mkdir(parents=True, exist_ok=True)

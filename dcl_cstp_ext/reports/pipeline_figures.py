@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from monai.data import DataLoader, Dataset
 
 from ..data import build_folder_datalist, read_datalist, unlabelled_preprocess
 from ..engines import extract_features
@@ -106,7 +107,6 @@ def plot_embedding(run: Path, fig_dir: Path, max_per_source: int = 300) -> Path 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from monai.data import DataLoader, Dataset
     from sklearn.manifold import TSNE
 
 
