@@ -255,3 +255,24 @@ def test_torchscript_export_of_the_trained_resnet18(trained, tmp_path):
     x = torch.rand(3, 3, 48, 48)
     with torch.no_grad():
         torch.testing.assert_close(ts(x), net.eval()(x))
+
+
+def test_channels_last_moves_the_network_and_every_batch(tmp_path, demo_data):
+    """``channels_last`` (the paper preset's on a GPU) as in the segmenters: the network's and each batch's memory
+    format, for training and validation alike."""
+    from ignite.engine import Events
+
+    seen = []
+
+    def spy(wf):
+        trainer = wf.parser.get_parsed_content("train#trainer")
+        assert wf.parser.get_parsed_content("validate#evaluator").prepare_batch is trainer.prepare_batch
+        trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: seen.append(e.state.output["image"]))
+
+    wf = run_bundle("pneumonia_cls", ["train.json"], before_run=spy,
+                    **_tiny(tmp_path, demo_data["covid_radiography"], channels_last=True))
+    net = wf.parser.get_parsed_content("network")
+    assert net.encoder.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert len(seen) == 2  # the 2 training batches (the evaluator runs the same prepare_batch)
+    for image in seen:  # 3 channels: a plain NCHW tensor would not pass
+        assert image.shape[1] == 3 and image.is_contiguous(memory_format=torch.channels_last)

@@ -16,7 +16,7 @@ from .handlers import EncoderExport, EpochSummary, ProgressBarHandler, is_main_p
 from .knn_monitor import KNNMonitor, build_knn_monitor, extract_features, knn_predict, lesion_size_labels, monitor_split
 from .optim import METHOD_LR, KeepFixedLR, build_lr_scheduler, build_optimizer, method_lr
 from .outputs import label_index, per_image_items, source_filename, stacked_output
-from .prepare_batch import SegmentationPrepareBatch
+from .prepare_batch import ImageLabelPrepareBatch
 from .pretrain_trainer import PretrainTrainer
 from .seeded_data import EpochSeededSampler, SeededAugmentDataset, seeded_cached_dataset
 from .step import autocast_for, grad_scaler_for, optimizer_step, ssl_train_step
@@ -65,7 +65,7 @@ __all__ = [
     "per_image_items",
     "source_filename",
     "stacked_output",
-    "SegmentationPrepareBatch",
+    "ImageLabelPrepareBatch",
     "seeded_cached_dataset",
     "BestMetricState",
     "ValidationLog",

@@ -1,4 +1,4 @@
-"""Moving a dict batch to the device for MONAI's supervised engines."""
+"""Moving a dict batch ``(image, label)`` to the device for MONAI's supervised engines (every downstream bundle)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from typing import Any
 import torch
 from monai.engines import PrepareBatch
 
-__all__ = ["SegmentationPrepareBatch"]
+__all__ = ["ImageLabelPrepareBatch"]
 
-class SegmentationPrepareBatch(PrepareBatch):
+
+class ImageLabelPrepareBatch(PrepareBatch):
     """``(image, label)`` of a dict batch on ``device``; the image in the channels-last memory format when asked
     (faster convolutions with AMP on recent GPUs). For MONAI's ``SupervisedTrainer`` / ``SupervisedEvaluator``."""
 
