@@ -1,7 +1,8 @@
 """Tables and a forest plot of ``probe_encoders.py --protocol cv`` results: each encoder's probe scores and its paired
 difference from the random encoder with the 95% bootstrap interval.
 
-    python benchmarks/plot_probe.py benchmarks/results/probe_cv_{kvasir,isic,chest}.json --figure docs/figures/probe_cv.png
+    python benchmarks/plot_probe.py plot benchmarks/results/probe_cv_{kvasir,isic,chest}.json --figure docs/figures/probe_cv.png
+    python benchmarks/plot_probe.py curve benchmarks/results/step_curve_*.json --figure docs/figures/step_curve.png
 
 An encoder path ``.../<run>/pretrain/<method>/models/encoder.pt`` is named ``<method> (<run>)``.
 """
@@ -77,5 +78,36 @@ def plot(*reports: str, figure: str | None = None) -> None:
     print(f"figure: {figure}")
 
 
+def curve(*reports: str, figure: str) -> None:
+    """Step curves of ``pretrain_step_curve.py``: each probe's difference from the random encoder [95% interval]
+    against the pre-training steps, one line per report (method, data set, schedule)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    loaded = [json.loads(Path(r).read_text()) for r in reports]
+    probes = [p for p in PROBES if any(p in rep["results"][0] for rep in loaded)]
+    fig, axes = plt.subplots(1, len(probes), figsize=(3.8 * len(probes), 3.2), dpi=110, squeeze=False)
+    for ax, p in zip(axes[0], probes):
+        for i, (path, rep) in enumerate(zip(reports, loaded)):
+            rows = [r for r in rep["results"] if f"{p}_vs_random" in r]
+            if not rows:
+                continue
+            steps = [r["steps"] for r in rows]
+            d = [r[f"{p}_vs_random"] for r in rows]
+            ax.errorbar([s + 8 * i for s in steps], [x["difference"] for x in d], capsize=3, marker="o",
+                        yerr=[[x["difference"] - x["low"] for x in d], [x["high"] - x["difference"] for x in d]],
+                        label=f"{rep['method']}, {rep['epochs']} epochs ({Path(path).stem})")
+        ax.axhline(0, color="0.4", lw=1, ls="--")
+        ax.set_xlabel("pre-training steps (batch 32)", fontsize=8)
+        ax.set_ylabel(f"{PROBES[p]} minus random (points)", fontsize=8)
+        ax.set_title(f"{PROBES[p]}, random {loaded[0]['results'][0][p]:.1f}", fontsize=9)
+    axes[0][0].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(figure)
+    print(f"figure: {figure}")
+
+
 if __name__ == "__main__":
-    fire.Fire(plot)
+    fire.Fire({"plot": plot, "curve": curve})
