@@ -60,7 +60,6 @@ def parse_samplers(spec: str | Sequence[str]) -> list[tuple[str, int | None]]:
 
 
 def _build(bundle_root: Path, config_files: Sequence[str], preset: str | None, overrides: Mapping) -> dict:
-
     files = [str(bundle_root / f) for f in config_files]
     if preset:
         p = Path(preset)
@@ -88,7 +87,6 @@ def _build(bundle_root: Path, config_files: Sequence[str], preset: str | None, o
 
 
 def _fd_with_bootstrap(real: torch.Tensor, fake: torch.Tensor, rounds: int, seed: int) -> tuple[float, float]:
-
     mu_r, s_r = feature_statistics(real)
     fd = frechet_distance(mu_r, s_r, *feature_statistics(fake))
     if rounds <= 0:

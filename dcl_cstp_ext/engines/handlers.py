@@ -34,7 +34,6 @@ class ProgressBarHandler:
         self.persist = persist
 
     def attach(self, engine: Engine) -> None:
-
         keys = self.output_keys
         ProgressBar(persist=self.persist).attach(
             engine, output_transform=lambda out: {k: out[k] for k in keys if isinstance(out, dict) and k in out}

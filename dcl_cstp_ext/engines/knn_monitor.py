@@ -178,7 +178,6 @@ def build_knn_monitor(
 ) -> KNNMonitor:
     """A :class:`KNNMonitor` over :func:`monitor_split` of ``datalist``, images decoded once and cached."""
 
-
     bank, query, num_classes = monitor_split(datalist, max_bank, max_query, seed)
     loaders = [
         DataLoader(

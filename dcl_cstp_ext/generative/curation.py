@@ -74,7 +74,6 @@ def load_images(items: Sequence[Mapping[str, Any]], image_size: int, channels: i
     """The images of ``items`` as one ``(N, channels, S, S)`` float32 tensor in [0, 1] (the pre-training
     preprocessing: PIL read, channel conversion, anti-aliased resize)."""
 
-
     if not items:
         raise ValueError("no images to load")
     ds = Dataset([{"image": str(it["image"])} for it in items], unlabelled_preprocess(image_size, channels))

@@ -96,8 +96,6 @@ def write_done(workdir: Path, record: dict) -> None:
 
 
 def _run_locked(stage: BundleStage, workdir: Path, keep_checkpoints: bool) -> dict:
-
-
     workdir.mkdir(parents=True, exist_ok=True)
     root = bundles_dir() / stage.bundle
     files = [str(root / "configs" / c) for c in stage.configs]
