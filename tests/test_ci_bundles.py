@@ -57,7 +57,7 @@ def _expressions(config):
 def test_no_long_expressions_in_the_bundles_configs():
     """Logic lives in ``dcl_cstp_ext`` and in ``_target_`` blocks: no ``$`` expression of any bundle config is longer
     than 100 characters (the zoo's spleen bundle's longest is about 73)."""
-    files = [f for f in BUNDLES.glob("*/configs/**/*.json")]
+    files = list(BUNDLES.glob("*/configs/**/*.json"))
     assert len(files) > 30
     long = [(f.relative_to(BUNDLES), e) for f in files for e in _expressions(json.loads(f.read_text())) if len(e) > 100]
     assert not long, long

@@ -66,14 +66,18 @@ def test_monai_checkpoint_saver_and_loader_speak_the_format(tmp_path):
 
 
 def test_a_planted_pickle_is_refused(tmp_path):
-    """Every read is ``weights_only=True``: a file that would run code when unpickled is refused."""
+    """Every read is ``weights_only=True``: a ``torch.save``'d file whose meta would run code when unpickled (here:
+    create a file) is refused, and the code does not run."""
+    marker = tmp_path / "ran"
 
-    class Boom:
+    class Planted:
         def __reduce__(self):
-            return (print, ("ran code",))
+            return (open, (str(marker), "w"))
 
     path = tmp_path / "model.pt"
-    with open(path, "wb") as fh:
-        pickle.dump({"model": {}, "meta": Boom()}, fh, protocol=2)
-    with pytest.raises(pickle.UnpicklingError):
+    torch.save({"model": _net().state_dict(), "meta": {"x": Planted()}}, path)
+    with pytest.raises(pickle.UnpicklingError, match="Unsupported global"):
         read_export(path)
+    with pytest.raises(pickle.UnpicklingError):
+        read_export_meta(path)
+    assert not marker.exists()

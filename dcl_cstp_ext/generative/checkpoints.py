@@ -81,7 +81,7 @@ def load_weights(
     network: torch.nn.Module, path: str | os.PathLike, map_location: str | torch.device = "cpu", strict: bool = True,
     hint: str = "",
 ) -> dict:
-    """Load an export (or a bare state dict) into ``network`` (DDP wrapper and ``module.`` prefixes handled);
+    """Load an export (or a bare state dict, or a resumable checkpoint's ``model`` entry) into ``network`` (DDP wrapper and ``module.`` prefixes handled);
     GPU-saved weights load on a CPU. Returns the metadata."""
     try:
         state, meta = read_export(path, map_location)

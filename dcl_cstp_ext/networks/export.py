@@ -41,7 +41,6 @@ def atomic_save(obj: object, path: str | os.PathLike) -> None:
 def save_export(path: str | os.PathLike, state: Mapping[str, torch.Tensor], meta: Mapping[str, Any] | None = None
                 ) -> None:
     """Write ``{"model": state, "meta": meta}`` to ``path`` atomically (a crash leaves the old file or none)."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
     atomic_save({"model": dict(state), "meta": dict(meta or {})}, path)
 
 
