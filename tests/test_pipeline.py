@@ -9,7 +9,7 @@ import pytest
 
 from dcl_cstp_ext.pipeline import PipelineConfig, plan, run_pipeline
 from dcl_cstp_ext.pipeline import pipeline as pipeline_module
-from dcl_cstp_ext.pipeline.presets import PRESETS
+from dcl_cstp_ext.pipeline.presets import INIT_KINDS, PRESETS
 
 
 def _cfg(tmp_path, demo_data, **kw):
@@ -199,11 +199,32 @@ def test_every_bundle_has_the_presets_overlays_and_they_set_known_keys(preset):
             assert path.is_file(), f"{bundle}: {overlay} missing"
             unknown = set(json.loads(path.read_text())) - known
             assert not unknown, f"{bundle}/{overlay}: unknown keys {sorted(unknown)}"
-        for stage in (configs / "presets").glob(f"*/{preset}.json"):  # a stage config's own preset values
-            config = configs / f"{stage.parent.name}.json"
+        for stage in (configs / "presets").glob(f"*/{preset}.json"):  # a stage config's / an init kind's own values
+            init_kind = stage.parent.name.removeprefix("init_")
+            config = configs / ("train.json" if init_kind in INIT_KINDS else f"{stage.parent.name}.json")
             assert config.is_file(), f"{bundle}: {stage} belongs to no config"
             unknown = set(json.loads(stage.read_text())) - set(ids(json.loads(config.read_text())))
             assert not unknown, f"{bundle}/{stage}: keys not in {config.name}: {sorted(unknown)}"
+
+
+def test_finetuning_of_a_pretrained_init_layers_its_own_recipe(tmp_path, demo_data, monkeypatch):
+    """``presets/init_pretrained/<preset>.json`` (issue #20) is layered after the preset for the fine-tunings of
+    pre-trained encoders only, in training and evaluation, so each stage's config records the recipe it used."""
+    import shutil
+
+    from dcl_cstp_ext.pipeline import bundles_dir, presets
+
+    fake = tmp_path / "bundles"
+    shutil.copytree(bundles_dir() / "kvasir_seg" / "configs", fake / "kvasir_seg" / "configs")
+    (fake / "kvasir_seg" / "configs" / "presets" / "init_pretrained").mkdir()
+    (fake / "kvasir_seg" / "configs" / "presets" / "init_pretrained" / "cpu.json").write_text('{"encoder_lr_scale": 0.1}')
+    monkeypatch.setattr(presets, "bundles_dir", lambda: fake)
+    stages = plan(_cfg(tmp_path, demo_data, preset="cpu", methods=("random", "simclr")))
+    configs = {st.name: st.configs for st in stages if st.name.startswith("finetune/")}
+    assert configs and all(c[-1] == "presets/init_pretrained/cpu.json" for n, c in configs.items() if "/simclr/" in n)
+    assert not any("presets/init_pretrained/cpu.json" in c for n, c in configs.items() if "/random/" in n)
+    with pytest.raises(ValueError, match="initialisation kind"):
+        presets.init_recipe_spec("cpu", "kvasir_seg", "imagenet")
 
 
 def test_the_ldm_stages_read_their_own_preset_values_and_override_blocks(tmp_path, demo_data):

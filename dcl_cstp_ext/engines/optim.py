@@ -4,9 +4,44 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-import torch
+import re
 
-__all__ = ["build_optimizer", "build_lr_scheduler", "KeepFixedLR", "method_lr"]
+import torch
+from torch import nn
+
+__all__ = ["build_optimizer", "build_lr_scheduler", "finetune_param_groups", "KeepFixedLR", "method_lr"]
+
+#: the ResNet encoder's stages, input to output: the stem (``conv1``, ``bn1``), then ``layer1`` .. ``layer4``
+ENCODER_STAGES = 5
+
+
+def finetune_param_groups(
+    network: nn.Module, encoder_lr_scale: float = 1.0, layer_decay: float = 1.0
+) -> list[dict]:
+    """Parameter groups for fine-tuning a network with a ResNet ``.encoder`` (FlexibleUNet, ResNetClassifier).
+
+    The decoder / head trains at the base learning rate; encoder stage ``k`` (0 = stem, 1-4 = ``layer1`` ..
+    ``layer4``) at ``encoder_lr_scale * layer_decay ** (5 - k)``: a lower encoder lr, layer-wise decay (Clark et al.
+    2020, ELECTRA; Bao et al. 2022, BEiT), or both, the usual recipes for a pre-trained encoder. Each group carries
+    ``lr_scale``, which :func:`build_optimizer` multiplies into its ``lr``; with both factors 1 there is one group.
+    """
+    if encoder_lr_scale <= 0 or not 0 < layer_decay <= 1:
+        raise ValueError(f"encoder_lr_scale must be > 0 and layer_decay in (0, 1]; got {encoder_lr_scale}, {layer_decay}")
+    if encoder_lr_scale == 1.0 and layer_decay == 1.0:
+        return [{"params": list(network.parameters()), "lr_scale": 1.0}]
+    if not hasattr(network, "encoder"):
+        raise AttributeError(f"{type(network).__name__} has no .encoder for encoder_lr_scale / layer_decay")
+    encoder = {id(p) for p in network.encoder.parameters()}
+    groups: dict[float, list] = {}
+    for name, p in network.named_parameters():
+        if id(p) in encoder:
+            stage = re.search(r"(?:^|\.)encoder\.layer(\d)\.", name)
+            k = int(stage.group(1)) if stage else 0
+            scale = encoder_lr_scale * layer_decay ** (ENCODER_STAGES - k)
+        else:
+            scale = 1.0
+        groups.setdefault(scale, []).append(p)
+    return [{"params": params, "lr_scale": scale} for scale, params in sorted(groups.items())]
 
 
 def build_optimizer(
@@ -15,10 +50,12 @@ def build_optimizer(
     """``sgd`` (momentum, the paper's), ``adamw`` or ``adam``; only parameters that require a gradient.
 
     ``params`` is an iterable of tensors or of ``torch.optim`` parameter groups (dicts with ``params``, e.g. a
-    method's ``param_groups()``; a group may carry ``fix_lr`` for :func:`build_lr_scheduler`)."""
+    method's ``param_groups()`` or :func:`finetune_param_groups`; a group may carry ``fix_lr`` for
+    :func:`build_lr_scheduler`, and ``lr_scale``: its ``lr`` is then ``lr * lr_scale``)."""
     params = list(params)
     if params and isinstance(params[0], dict):
         groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in params]
+        groups = [{**g, "lr": lr * g["lr_scale"]} if "lr_scale" in g else g for g in groups]
         params = [g for g in groups if g["params"]]
     else:
         params = [p for p in params if p.requires_grad]

@@ -10,7 +10,10 @@ from typing import Any
 
 from .runner import bundles_dir
 
-__all__ = ["TASKS", "PRESETS", "preset_setting", "preset_spec", "task_spec"]
+__all__ = ["TASKS", "PRESETS", "INIT_KINDS", "init_recipe_spec", "preset_setting", "preset_spec", "task_spec"]
+
+#: the initialisation kinds that may have a fine-tuning recipe of their own
+INIT_KINDS = ("random", "pretrained")
 
 #: task -> downstream bundle, image channels, the largest memory bank (the paper's 4096 classification, 512 segmentation;
 #: the bundle derives the size from the data, ``dcl_cstp_ext.methods.derive_queue_size``),
@@ -60,6 +63,21 @@ def preset_spec(preset: str, bundle: str | None = None, configs: Sequence[str] =
         stage = f"presets/{Path(configs[-1]).stem}/{Path(overlay).name}" if configs else None
         if stage and bundle is not None and (bundles_dir() / bundle / "configs" / stage).is_file():
             overlays.append(stage)
+    return overlays
+
+
+def init_recipe_spec(preset: str, bundle: str, init_kind: str) -> list[str]:
+    """The fine-tuning recipe of an initialisation kind (``"random"`` or ``"pretrained"``), layered after the preset:
+    ``presets/init_<kind>/<name>.json`` for each overlay of ``preset`` that ``bundle`` has (e.g. a lower encoder lr
+    for a pre-trained encoder, ``presets/init_pretrained/cpu.json``). A preset without one fine-tunes every
+    initialisation alike."""
+    if init_kind not in INIT_KINDS:
+        raise ValueError(f"unknown initialisation kind {init_kind!r}; expected one of {INIT_KINDS}")
+    overlays = []
+    for overlay in preset_spec(preset):
+        recipe = f"presets/init_{init_kind}/{Path(overlay).name}"
+        if (bundles_dir() / bundle / "configs" / recipe).is_file():
+            overlays.append(recipe)
     return overlays
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..data import build_datalist
 from ..data.layout import list_images
 from .config import ABLATIONS, KEEP_FRACTION, SYNTHETIC_ONLY, PipelineConfig
-from .presets import preset_setting, preset_spec, task_spec
+from .presets import init_recipe_spec, preset_setting, preset_spec, task_spec
 from .runner import BundleStage
 
 __all__ = ["datalist_kwargs", "finetune_stages", "ldm_stages", "missing_input", "plan", "pretrain_stage",
@@ -137,7 +137,9 @@ def pretrain_stage(cfg: PipelineConfig, run: Path, name: str, method: str, synth
 
 def finetune_stages(cfg: PipelineConfig, run: Path, init: str, encoder: Path | None, fraction: float,
                     seed: int) -> list[BundleStage]:
-    overlays, task = preset_spec(cfg.preset), task_spec(cfg.task)
+    task = task_spec(cfg.task)
+    overlays = [*preset_spec(cfg.preset),
+                *init_recipe_spec(cfg.preset, task["bundle"], "pretrained" if encoder else "random")]
     workdir = run / "finetune" / init / f"lf{fraction:g}" / f"seed{seed}"
     overrides = {
         "dataset_dir": cfg.data_root,
