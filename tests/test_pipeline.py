@@ -144,6 +144,14 @@ def test_report_header_lists_every_finished_run_not_only_the_last_command(tmp_pa
         out = run / "finetune" / init / f"lf{fraction}" / f"seed{seed}" / "evaluate"
         out.mkdir(parents=True)
         (out / "metrics.json").write_text(json.dumps({"dice": {"mean": dice}}))
+        train = out.parent / "train"  # the resolved config and DONE.json the fine-tuning stage wrote
+        train.mkdir()
+        pretrained = init != "random"
+        (train / "config.json").write_text(json.dumps({"lr": 0.001, "encoder_lr_scale": 0.1 if pretrained else 1.0,
+                                                       "layer_decay": 1.0, "warmup_epochs": 2, "tta": "hv"}))
+        overlays = ["presets/cpu.json", *(["presets/init_pretrained/cpu.json"] if pretrained else [])]
+        (train / "DONE.json").write_text(json.dumps({"stage": f"finetune/{init}/train", "seconds": 1.0,
+                                                     "configs": ["train.json", *overlays]}))
     # the last command asked only for dcl_cstp, 10% of the labels, seed 1
     (run / "pipeline.json").write_text(json.dumps({
         "task": "kvasir_seg", "preset": "cpu", "data_root": "data", "methods": ["dcl_cstp"], "synthetic_ratio": 0.5,
@@ -153,6 +161,10 @@ def test_report_header_lists_every_finished_run_not_only_the_last_command(tmp_pa
     assert "initialisations random, dcl_cstp; label fractions 1, 0.1; seeds 0, 1." in header
     assert "The last command asked for initialisations dcl_cstp" in header
     assert "| dcl_cstp | 2 | 47.50 ± 3.54 |" in text  # both seeds of the 10% table, whichever command ran them
+    # each initialisation's recipe, as its fine-tunings ran
+    assert "| random | 0.001 | 1.0 | 1.0 | 2 | None | None | None | hv | presets/cpu.json |" in text
+    assert "| dcl_cstp | 0.001 | 0.1 | 1.0 | 2 | None | None | None | hv | presets/cpu.json, " \
+           "presets/init_pretrained/cpu.json |" in text
 
 
 def test_synthetic_only_pretrains_on_the_kept_synthetic_images_alone(tmp_path, demo_data):

@@ -19,7 +19,9 @@ from .pipeline_figures import plot_embedding, plot_finetune_curves, plot_pretrai
 from .pipeline_results import (
     METRICS,
     PAPER_RESULTS,
+    RECIPE_KEYS,
     collect_results,
+    finetune_recipes,
     finished_runs,
     format_values,
     init_order,
@@ -147,6 +149,15 @@ def write_report(run: str | Path) -> Path:
                 + [format_values(per[fraction].get(n, []), percent[n]) for n in names]
                 for init, per in sorted(results.items(), key=lambda kv: init_order(kv[0])) if fraction in per]
         doc.table(["initialisation", "seeds"] + names, rows)
+    recipes = finetune_recipes(run)
+    if recipes:
+        doc.h(3, "Fine-tuning recipe per initialisation")
+        doc.p("Each initialisation is fine-tuned with its own recipe where the preset has one (a pre-trained encoder "
+              "may want a lower encoder learning rate: `presets/init_pretrained/<preset>.json` of the downstream "
+              "bundle); the settings below are read from each fine-tuning's own resolved config.")
+        doc.table(["initialisation", *RECIPE_KEYS, "overlays"],
+                  [[init, *(str(r[k]) for k in RECIPE_KEYS), ", ".join(r["overlays"])]
+                   for init, r in sorted(recipes.items(), key=lambda kv: init_order(kv[0]))])
     paper = PAPER_RESULTS.get(task, {})
     if paper:
         doc.h(3, "The paper's numbers, for reference")

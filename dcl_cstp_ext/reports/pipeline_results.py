@@ -10,8 +10,12 @@ import numpy as np
 
 from ..pipeline.config import ABLATIONS, INITIALISATIONS
 
-__all__ = ["METRICS", "PAPER_RESULTS", "collect_results", "evaluations", "find_metric", "finished_runs",
-           "format_values", "init_order", "read_jsonl", "stage_times"]
+__all__ = ["METRICS", "PAPER_RESULTS", "RECIPE_KEYS", "collect_results", "evaluations", "find_metric",
+           "finetune_recipes", "finished_runs", "format_values", "init_order", "read_jsonl", "stage_times"]
+
+#: the fine-tuning settings the report shows per initialisation (each fine-tuning's resolved ``config.json``)
+RECIPE_KEYS = ("lr", "encoder_lr_scale", "layer_decay", "warmup_epochs", "max_epochs", "batch_size", "image_size",
+               "tta")
 
 #: the paper's numbers (METHOD.md), per task: method -> metric -> value (percent; HD in pixels)
 PAPER_RESULTS = {
@@ -91,6 +95,23 @@ def collect_results(run: Path, kind: str) -> dict:
             value = find_metric(metrics, keys)
             if value is not None:
                 row.setdefault(name, []).append(value)
+    return out
+
+
+def finetune_recipes(run: Path) -> dict[str, dict]:
+    """``{init: {key: value}}``: the :data:`RECIPE_KEYS` each initialisation was fine-tuned with, from the
+    ``finetune/<init>/lf*/seed*/train/config.json`` the stage wrote (the merged config as run), plus ``overlays``, the
+    preset and recipe files layered (``DONE.json``). Where an init's runs differ (a fraction's own overrides), the
+    first run found is shown."""
+    out: dict[str, dict] = {}
+    for config in sorted(run.glob("finetune/*/lf*/seed*/train/config.json")):
+        init = config.parts[-5]
+        if init in out:
+            continue
+        resolved = json.loads(config.read_text())
+        done = config.with_name("DONE.json")
+        out[init] = {k: resolved.get(k) for k in RECIPE_KEYS}
+        out[init]["overlays"] = json.loads(done.read_text()).get("configs", [])[1:] if done.is_file() else []
     return out
 
 
