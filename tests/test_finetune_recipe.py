@@ -91,3 +91,19 @@ def test_flip_tta_averages_class_logits_without_flipping_them():
 def test_unknown_flips_are_refused():
     with pytest.raises(ValueError, match="unknown test-time flips 'x'"):
         FlipTTAInferer("x")
+
+
+def test_segmentation_crops_come_from_the_larger_cache(tmp_path, demo_data):
+    """``cache_size`` > ``image_size``: the training images are cached larger and the random resized crop cuts
+    ``image_size`` views from them (as pre-training does); validation stays at ``image_size``."""
+    from conftest import BUNDLES
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config([str(BUNDLES / "kvasir_seg" / "configs" / "train.json")])
+    parser.update({"bundle_root": str(BUNDLES / "kvasir_seg"), "dataset_dir": str(demo_data["kvasir_seg"]),
+                   "output_dir": str(tmp_path), "image_size": 32, "cache_size": 64, "num_workers": 0})
+    cached, view = parser.get_parsed_content("train#cache")[0], parser.get_parsed_content("train#dataset")[0]
+    assert tuple(cached["image"].shape) == (3, 64, 64) and tuple(cached["label"].shape) == (1, 64, 64)
+    assert tuple(view["image"].shape) == (3, 32, 32) and set(view["label"].unique().tolist()) <= {0.0, 1.0}
+    assert tuple(parser.get_parsed_content("validate#dataset")[0]["image"].shape) == (3, 32, 32)
