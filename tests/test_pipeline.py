@@ -143,7 +143,7 @@ def test_report_header_lists_every_finished_run_not_only_the_last_command(tmp_pa
                                        ("dcl_cstp", "0.1", 1, 0.45)]:
         out = run / "finetune" / init / f"lf{fraction}" / f"seed{seed}" / "evaluate"
         out.mkdir(parents=True)
-        (out / "metrics.json").write_text(json.dumps({"dice": {"mean": dice}}))
+        (out / "metrics.json").write_text(json.dumps({"dice": {"mean": dice}, "split": "test", "n": 100}))
         train = out.parent / "train"  # the resolved config and DONE.json the fine-tuning stage wrote
         train.mkdir()
         pretrained = init != "random"
@@ -161,6 +161,7 @@ def test_report_header_lists_every_finished_run_not_only_the_last_command(tmp_pa
     assert "initialisations random, dcl_cstp; label fractions 1, 0.1; seeds 0, 1." in header
     assert "The last command asked for initialisations dcl_cstp" in header
     assert "| dcl_cstp | 2 | 47.50 ± 3.54 |" in text  # both seeds of the 10% table, whichever command ran them
+    assert "Evaluated on the test (100 images) split. Nothing was selected on it" in text
     # each initialisation's recipe, as its fine-tunings ran
     assert "| random | 0.001 | 1.0 | 1.0 | 2 | None | None | None | hv | presets/cpu.json |" in text
     assert "| dcl_cstp | 0.001 | 0.1 | 1.0 | 2 | None | None | None | hv | presets/cpu.json, " \

@@ -21,6 +21,7 @@ from .pipeline_results import (
     PAPER_RESULTS,
     RECIPE_KEYS,
     collect_results,
+    evaluated_splits_sentence,
     finetune_recipes,
     finished_runs,
     format_values,
@@ -143,6 +144,8 @@ def write_report(run: str | Path) -> Path:
     fractions = sorted({f for per in results.values() for f in per}, key=float, reverse=True)
     if not results:
         doc.p("No evaluation results were found (finetune/*/lf*/seed*/evaluate/metrics.json).")
+    else:
+        doc.p(evaluated_splits_sentence(run))
     for fraction in fractions:
         doc.h(3, f"{float(fraction):.0%} of the training labels (mean ± std over seeds; % except distances)")
         rows = [[init, str(max(len(v) for v in per[fraction].values()))]

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..pipeline.config import ABLATIONS, INITIALISATIONS
 
-__all__ = ["METRICS", "PAPER_RESULTS", "RECIPE_KEYS", "collect_results", "evaluations", "find_metric",
+__all__ = ["METRICS", "PAPER_RESULTS", "RECIPE_KEYS", "collect_results", "evaluated_splits_sentence", "evaluations", "find_metric",
            "finetune_recipes", "finished_runs", "format_values", "init_order", "read_jsonl", "stage_times"]
 
 #: the fine-tuning settings the report shows per initialisation (each fine-tuning's resolved ``config.json``)
@@ -113,6 +113,27 @@ def finetune_recipes(run: Path) -> dict[str, dict]:
         out[init] = {k: resolved.get(k) for k in RECIPE_KEYS}
         out[init]["overlays"] = json.loads(done.read_text()).get("configs", [])[1:] if done.is_file() else []
     return out
+
+
+def evaluated_splits_sentence(run: Path) -> str:
+    """Which split the results were measured on (``split`` and ``n`` of each evaluation's ``metrics.json``), and
+    whether it took part in model selection: the test split never does, the validation split picks each
+    fine-tuning's best epoch."""
+    found: dict[str, set] = {}
+    for *_, path in evaluations(run):
+        metrics = json.loads(path.read_text())
+        found.setdefault(str(metrics.get("split", "?")), set()).add(metrics.get("n", metrics.get("num_images")))
+    if not found:
+        return ""
+    parts = [f"{split} ({', '.join(str(n) for n in sorted(ns, key=str))} images)" for split, ns in sorted(found.items())]
+    text = f"Evaluated on the {' and '.join(parts)} split{'s' if len(parts) > 1 else ''}."
+    if "validation" in found:
+        text += (" The validation split also chose each fine-tuning's best epoch, so its numbers are optimistic; "
+                 "a data set with an official test part (Kvasir-SEG `val.txt`, ISIC 2018 `Test`, chest X-ray `test/`) "
+                 "is evaluated on that part, which nothing is selected on.")
+    else:
+        text += " Nothing was selected on it (the best epoch was chosen on the validation split)."
+    return text
 
 
 def finished_runs(run: Path) -> dict[str, list[str]]:
