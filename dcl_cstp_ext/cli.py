@@ -79,7 +79,8 @@ class CLI:
     def pipeline(self, task: str, data_root: str, out: str, preset: str = "demo",
                  methods="random,simclr,mocov2,simsiam,dcl_cstp,dcl_cstp_syn", synthetic_ratio: float = 0.5,
                  ratios=(), ablations: bool = False, label_fractions=(1.0,), seeds=(0,), device: str | None = None,
-                 overrides=None, keep_checkpoints: bool = False, report: bool = True, launcher: str = "local-locks",
+                 overrides=None, keep_checkpoints: bool = False, rerun_changed: bool = False, report: bool = True,
+                 launcher: str = "local-locks",
                  local_jobs: int = 1, slurm_partition: str | None = None, slurm_timeout_min: int | None = None,
                  slurm_gpus: int | None = None, slurm_cpus: int | None = None, slurm_mem_gb: float | None = None,
                  slurm_extra=None):
@@ -93,7 +94,8 @@ class CLI:
         preset's (a JSON string or file), and per LDM stage after "ldm" ("ldm/autoencoder", "ldm/diffusion",
         "ldm/samples", "ldm/curation": the two training stages share the names max_epochs, batch_size, lr); --keep-checkpoints: keep finished stages' resume checkpoints (by default
         only their exported weights stay). Re-running the same command skips finished stages and
-        resumes an interrupted one. The same command started more than once on one --out (say once per GPU,
+        resumes an interrupted one; a finished stage asked for with other settings (new --overrides, another preset)
+        is refused, naming the settings, unless --rerun-changed, which runs it and everything downstream again. The same command started more than once on one --out (say once per GPU,
         with --device cuda:0, cuda:1) shares the stages: each runs a stage no other process holds, and waits
         for the stages it needs (--launcher local-locks, the default).
 
@@ -110,7 +112,7 @@ class CLI:
             task=task, data_root=data_root, out=out, preset=preset, methods=_tuple(methods, str),
             synthetic_ratio=float(synthetic_ratio), ratios=_tuple(ratios, float), ablations=bool(ablations),
             label_fractions=_tuple(label_fractions, float), seeds=_tuple(seeds, int), device=device,
-            overrides=_json_arg(overrides), keep_checkpoints=bool(keep_checkpoints),
+            overrides=_json_arg(overrides), keep_checkpoints=bool(keep_checkpoints), rerun_changed=bool(rerun_changed),
         )
         _log_to_stdout()
         if launcher == "local-locks":

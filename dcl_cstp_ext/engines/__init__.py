@@ -12,6 +12,7 @@ from .frozen_probe import (
     paired_difference,
     probe_folds,
 )
+from .guards import LossGuard, non_finite_tensors
 from .handlers import EncoderExport, EpochSummary, ProgressBarHandler, is_main_process
 from .inferers import FlipTTAInferer
 from .knn_monitor import KNNMonitor, build_knn_monitor, extract_features, knn_predict, lesion_size_labels, monitor_split
@@ -31,6 +32,8 @@ __all__ = [
     "open_process_group",
     "RNGState",
     "write_embeddings",
+    "LossGuard",
+    "non_finite_tensors",
     "EncoderExport",
     "EpochSummary",
     "ProgressBarHandler",

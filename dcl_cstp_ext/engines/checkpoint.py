@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import pickle
 import random
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
-from ..networks.export import atomic_save
+from ..networks.export import atomic_save, remove_stale_temporaries
 from ..networks.utils import unwrap
+from .guards import non_finite_tensors
 from .handlers import is_main_process
 
 __all__ = ["RNGState", "ResumableCheckpoint"]
@@ -28,6 +31,43 @@ except ImportError:  # numpy 1.x (e.g. the MONAI Label environment)
 
 #: numpy arrays only: checkpoints written before the RNG state was plain data hold numpy's as an array
 _LEGACY_GLOBALS = [_reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+#: the entries of a scheduler's or optimiser group's state that change as it trains (all the others come from the
+#: configuration: base rates, ``T_max``, milestones, warm-up length, weight decay, betas...)
+_PROGRESS_KEYS = {"params", "lr", "last_epoch", "_step_count", "_last_lr", "_get_lr_called_within_step", "verbose",
+                  "_is_initial", "lr_lambdas"}
+
+
+def schedule_settings(state) -> object:
+    """The configuration part of an optimiser's or learning-rate scheduler's ``state_dict()`` (nested in
+    ``SequentialLR``): everything but :data:`_PROGRESS_KEYS` and the optimiser's per-parameter ``state``."""
+    if isinstance(state, dict):
+        return {k: schedule_settings(v) for k, v in state.items() if k not in _PROGRESS_KEYS and k != "state"}
+    if isinstance(state, (list, tuple)):
+        return [schedule_settings(v) for v in state]
+    return state
+
+
+def settings_differences(saved, fresh, where: str = "") -> list[str]:
+    """``"where: saved -> fresh"`` for each setting that differs (floats to 1e-9 relative); keys present on one side
+    only are not compared (checkpoints of older versions)."""
+    if isinstance(saved, dict) and isinstance(fresh, dict):
+        return [d for k in saved.keys() & fresh.keys()
+                for d in settings_differences(saved[k], fresh[k], f"{where}.{k}" if where else str(k))]
+    if isinstance(saved, (list, tuple)) and isinstance(fresh, (list, tuple)):
+        if len(saved) != len(fresh):
+            return [f"{where}: {len(saved)} entries -> {len(fresh)}"]
+        return [d for i, (a, b) in enumerate(zip(saved, fresh)) for d in settings_differences(a, b, f"{where}[{i}]")]
+    if isinstance(saved, float) and isinstance(fresh, (int, float)) and not isinstance(fresh, bool):
+        same = abs(saved - fresh) <= 1e-9 * max(abs(saved), abs(fresh))
+    else:
+        same = saved == fresh
+    return [] if same else [f"{where}: {saved!r} -> {fresh!r}"]
+
+
+def _is_schedule(obj) -> bool:
+    """An optimiser or a learning-rate scheduler (also wrapped, as :class:`KeepFixedLR`)."""
+    return isinstance(obj, torch.optim.Optimizer) or hasattr(obj, "get_last_lr")
 
 
 class RNGState:
@@ -78,6 +118,13 @@ class ResumableCheckpoint:
     The file is read with ``torch.load(weights_only=True)``: tensors and plain data only, so a planted file cannot
     run code; anything else is refused with a ``RuntimeError`` naming the file.
 
+    When the optimiser's or the learning-rate scheduler's settings differ from the checkpoint's (``lr``,
+    ``max_epochs`` of a cosine schedule, warm-up, weight decay...), the new ones are applied consistently (the
+    schedule is this run's, at the checkpoint's position; the optimiser keeps its momenta) and a warning lists the
+    differences: loading the old state would silently keep the old schedule. Non-finite model weights are never written
+    (``FloatingPointError``). Temporary files that a killed write left behind (``.<filename>.XXXXXXXX``) are removed
+    when the run starts.
+
     Only rank 0 writes (decided at save time); every rank resumes.
     """
 
@@ -107,11 +154,18 @@ class ResumableCheckpoint:
     def save(self, engine: Engine) -> None:
         if not is_main_process():
             return
+        for name, obj in self.objects.items():
+            bad = non_finite_tensors(obj) if isinstance(obj, torch.nn.Module) else []
+            if bad:
+                raise FloatingPointError(f"refusing to write {self.path}: '{name}' has {len(bad)} non-finite weight "
+                                         f"tensors (first: {bad[0]}); the last good checkpoint is kept")
         state = {name: unwrap(obj).state_dict() for name, obj in self.objects.items()}
         state["trainer"] = {"epoch": engine.state.epoch, "iteration": engine.state.iteration}
         atomic_save(state, self.path)
 
     def load(self, engine: Engine) -> None:
+        if is_main_process():
+            remove_stale_temporaries(self.path.parent)
         if not (self.resume and self.path.is_file()):
             return
         try:
@@ -126,10 +180,20 @@ class ResumableCheckpoint:
             ) from err
         except Exception as err:  # a checkpoint the user cannot resume from must say so, not crash obscurely
             raise RuntimeError(f"cannot read checkpoint {self.path}: {err}") from err
-        for name, obj in self.objects.items():
+        for name in self.objects:
             if name not in state:
                 raise KeyError(f"checkpoint {self.path} has no '{name}' entry (it has {sorted(state)})")
+        fresh = {name: copy.deepcopy(obj.state_dict()) for name, obj in self.objects.items() if _is_schedule(obj)}
+        changed = [d for name, settings in fresh.items()
+                   for d in settings_differences(schedule_settings(state[name]), schedule_settings(settings), name)]
+        for name, obj in self.objects.items():
             unwrap(obj).load_state_dict(state[name])
+        if changed:
+            self._apply_new_schedule(fresh, state)
+            logger.warning(
+                f"resuming from {self.path} with a changed optimiser / learning-rate schedule ({'; '.join(changed)}): "
+                "the new settings apply from here on, as if the run had used them from the start"
+            )
         epoch, iteration = state["trainer"]["epoch"], state["trainer"]["iteration"]
         epoch_length = engine.state.epoch_length
         if epoch_length and iteration % epoch_length:
@@ -140,3 +204,19 @@ class ResumableCheckpoint:
                 sampler.skip_next((iteration % epoch_length) * batch)
         engine.state.epoch, engine.state.iteration = epoch, iteration
         logger.info("resumed from %s at epoch %d, iteration %d", self.path, epoch, iteration)
+
+    def _apply_new_schedule(self, fresh: dict, state: dict) -> None:
+        """After loading a checkpoint made with other schedule settings: the optimisers keep their per-parameter
+        state (momenta) but take this run's hyper-parameters (``fresh``: their state before loading), and each
+        scheduler restarts from this run's settings and is stepped as often as the checkpoint's had been."""
+        for name, obj in self.objects.items():
+            if isinstance(obj, torch.optim.Optimizer):
+                for group, settings in zip(obj.param_groups, fresh[name]["param_groups"]):
+                    group.update({k: v for k, v in settings.items() if k != "params"})
+        for name, obj in self.objects.items():
+            if name in fresh and not isinstance(obj, torch.optim.Optimizer):
+                obj.load_state_dict(fresh[name])
+                with warnings.catch_warnings():  # "lr_scheduler.step() before optimizer.step()": a fast-forward
+                    warnings.simplefilter("ignore", UserWarning)
+                    for _ in range(int(state[name].get("last_epoch", 0)) - int(fresh[name].get("last_epoch", 0))):
+                        obj.step()

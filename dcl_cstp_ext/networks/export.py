@@ -13,6 +13,7 @@ Earlier files still read: a bare state dict (``meta`` empty), ``{"model", "info"
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,7 +21,11 @@ from typing import Any
 
 import torch
 
-__all__ = ["ExportMeta", "atomic_save", "read_export", "read_export_meta", "save_export", "split_export"]
+__all__ = ["ExportMeta", "atomic_save", "read_export", "read_export_meta", "remove_stale_temporaries", "save_export",
+           "split_export"]
+
+#: the name ``tempfile.mkstemp(prefix=".<name>.")`` gives a temporary of ``<name>.pt`` in :func:`atomic_save`
+_TEMPORARY = re.compile(r"\.(.+\.pt)\.[a-z0-9_]{8}")
 
 
 def atomic_save(obj: object, path: str | os.PathLike) -> None:
@@ -36,6 +41,16 @@ def atomic_save(obj: object, path: str | os.PathLike) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that an :func:`atomic_save` killed mid-write left in ``folder``
+    (``.<name>.pt.XXXXXXXX``, ``mkstemp``'s pattern); returns them. Call it only where no other process is saving."""
+    folder = Path(folder)
+    stale = [p for p in folder.glob(".*.*") if p.is_file() and _TEMPORARY.fullmatch(p.name)] if folder.is_dir() else []
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def save_export(path: str | os.PathLike, state: Mapping[str, torch.Tensor], meta: Mapping[str, Any] | None = None

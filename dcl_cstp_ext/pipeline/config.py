@@ -46,6 +46,8 @@ class PipelineConfig:
     overrides: dict = field(default_factory=dict)
     #: keep the resume checkpoints of finished stages (by default only the exported weights stay)
     keep_checkpoints: bool = False
+    #: run the finished stages whose settings changed (and what is downstream of them) again, instead of refusing
+    rerun_changed: bool = False
 
     def __post_init__(self) -> None:
         task_spec(self.task)

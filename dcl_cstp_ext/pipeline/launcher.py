@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .lock import wait_for_stage
-from .pipeline import finish_run, prepare_run
+from .pipeline import check_settings, finish_run, prepare_run
 from .runner import BundleStage, StageBusy, run_stage, stage_done
 from .stages import missing_input, plan
 
@@ -239,8 +239,9 @@ def wait_all(jobs: dict) -> dict:
 def launch_pipeline(cfg, executor, report: bool = True, max_running: int | None = None) -> dict:
     """:func:`~dcl_cstp_ext.pipeline.pipeline.run_pipeline` through a scheduler: writes the run's own files here,
     then :func:`submit_plan` with the report as the final job. Returns {stage name or FINAL: job}."""
-    run = prepare_run(cfg)
     stages = plan(cfg)
+    check_settings(stages, cfg.rerun_changed)
+    run = prepare_run(cfg)
     logger.info(f"{len(stages)} stages for {cfg.task} ({cfg.preset} preset) in {run}; submitting")
     return submit_plan(stages, executor, keep_checkpoints=cfg.keep_checkpoints,
                        final=(report_job, str(run), stages, report), max_running=max_running)

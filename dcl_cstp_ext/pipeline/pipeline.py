@@ -23,10 +23,10 @@ from ..reports.pipeline_report import write_report
 from ..utils import record_run
 from .config import PipelineConfig
 from .lock import stage_lock, wait_for_stage
-from .runner import BundleStage, StageBusy, run_stage
+from .runner import BundleStage, StageBusy, StaleStage, changed_settings, reset_stage, run_stage, stage_done
 from .stages import missing_input, plan, write_split
 
-__all__ = ["finish_run", "prepare_run", "run_pipeline", "run_stages"]
+__all__ = ["check_settings", "finish_run", "prepare_run", "run_pipeline", "run_stages"]
 
 logger = logging.getLogger("dcl_cstp.pipeline")
 
@@ -71,6 +71,38 @@ def run_stages(stages: list[BundleStage], keep_checkpoints: bool = False) -> dic
     return skipped
 
 
+def check_settings(stages: list[BundleStage], rerun_changed: bool = False) -> list[str]:
+    """Compare each finished stage of ``stages`` with the settings it is asked for now (before anything of the run is
+    rewritten). Without ``rerun_changed`` a difference raises :class:`StaleStage` naming every stage and setting;
+    with it, the changed stages and every stage downstream of them are reset (:func:`reset_stage`) to run again.
+    Returns the names of the reset stages (plan order)."""
+    stale = {}
+    for stage in stages:
+        done = stage_done(stage)
+        changed = changed_settings(stage, done) if done else []
+        if changed:
+            stale[stage.name] = changed
+    if stale and not rerun_changed:
+        shown = "\n".join(f"  {name}: {'; '.join(changed[:5])}" + (f" (+{len(changed) - 5} more)" if len(changed) > 5
+                                                                     else "") for name, changed in stale.items())
+        raise StaleStage(
+            f"{len(stale)} finished stage(s) of this run were made with other settings than this command asks for:\n"
+            f"{shown}\nRe-run with --rerun-changed to run them and everything downstream of them again, or use a new "
+            "--out (the results in this folder are kept as they are)."
+        )
+    reset = set(stale)
+    for stage in stages:  # plan order: a stage comes after those it needs
+        if reset.intersection(stage.needs):
+            reset.add(stage.name)
+    names = [s.name for s in stages if s.name in reset]
+    for stage in stages:
+        if stage.name in reset:
+            reset_stage(stage)
+    if names:
+        logger.info(f"settings changed: running {len(names)} stage(s) again: {', '.join(names)}")
+    return names
+
+
 def prepare_run(cfg: PipelineConfig) -> Path:
     """Write the run's own files before its stages: ``pipeline.json``, an entry of ``run_info.json``, the split."""
     run = Path(cfg.out)
@@ -98,9 +130,10 @@ def run_pipeline(cfg: PipelineConfig, report: bool = True) -> Path:
     Several processes may run the same command on one ``--out`` folder: they share the stages (:func:`run_stages`).
     On a cluster, :func:`~dcl_cstp_ext.pipeline.launcher.launch_pipeline` submits the stages as jobs instead.
     """
+    stages = plan(cfg)
+    check_settings(stages, cfg.rerun_changed)  # before pipeline.json says what the run's results were made with
     run = prepare_run(cfg)
     start = time.perf_counter()
-    stages = plan(cfg)
     logger.info(f"{len(stages)} stages for {cfg.task} ({cfg.preset} preset) in {run}")
     skipped = run_stages(stages, keep_checkpoints=cfg.keep_checkpoints)
     logger.info(f"all stages done in {time.perf_counter() - start:.0f}s")

@@ -1,7 +1,8 @@
 """Run one bundle workflow as a pipeline stage: resolved config, log file, done-marker, resume.
 
-A stage is finished when ``<workdir>/DONE.json`` exists: a re-run skips it. An interrupted stage has no marker and
-runs again; the bundles' own :class:`~dcl_cstp_ext.engines.ResumableCheckpoint` (its ``ckpt_dir`` lies in the
+A stage is finished when ``<workdir>/DONE.json`` exists: a re-run skips it, provided it asks for the settings the
+stage was run with (the hash of its merged configuration, kept in ``DONE.json``); otherwise :class:`StaleStage` names
+the settings that differ. An interrupted stage has no marker and runs again; the bundles' own :class:`~dcl_cstp_ext.engines.ResumableCheckpoint` (its ``ckpt_dir`` lies in the
 stage folder) makes it continue where it stopped. A running stage holds its folder's lock
 (:func:`~dcl_cstp_ext.pipeline.lock.stage_lock`): another process asking for it gets :class:`StageBusy`.
 """
@@ -9,6 +10,7 @@ stage folder) makes it continue where it stopped. A running stage holds its fold
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -19,10 +21,12 @@ from pathlib import Path
 
 from monai.bundle import ConfigParser, ConfigWorkflow
 
+from ..networks.export import remove_stale_temporaries
 from ..utils import environment_info
 from .lock import StageBusy, stage_lock
 
-__all__ = ["BundleStage", "StageBusy", "bundles_dir", "run_stage", "stage_done"]
+__all__ = ["BundleStage", "StageBusy", "StaleStage", "bundles_dir", "changed_settings", "reset_stage", "run_stage",
+           "stage_done", "stage_settings"]
 
 logger = logging.getLogger("dcl_cstp.pipeline")
 
@@ -50,9 +54,66 @@ class BundleStage:
     needs: tuple[str, ...] = ()
 
 
+#: merged-configuration keys that do not change what a stage computes (where the bundle lies, its metadata)
+UNCOMPARED_KEYS = ("bundle_root", "_meta_")
+
+
+class StaleStage(RuntimeError):
+    """A finished stage that is asked for again with other settings than those it was run with."""
+
+
 def stage_done(stage: BundleStage) -> dict | None:
     marker = Path(stage.workdir) / "DONE.json"
     return json.loads(marker.read_text()) if marker.is_file() else None
+
+
+def stage_settings(stage: BundleStage) -> dict:
+    """What ``stage`` asks to run: its bundle's config files merged in order with its overrides, unresolved (no
+    :data:`UNCOMPARED_KEYS`); plain data, as JSON writes it."""
+    root = bundles_dir() / stage.bundle
+    parser = ConfigParser()
+    parser.read_config([str(root / "configs" / c) for c in stage.configs])
+    parser.update(dict(stage.overrides))
+    config = {k: v for k, v in parser.get().items() if k not in UNCOMPARED_KEYS}
+    return json.loads(json.dumps(config, default=str))
+
+
+def settings_hash(settings: dict) -> str:
+    """A short sha256 of ``settings`` (canonical JSON)."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _flat(value, prefix: str = "") -> dict:
+    if isinstance(value, dict) and value:
+        return {k: v for key, item in value.items() for k, v in _flat(item, f"{prefix}#{key}" if prefix else key).items()}
+    if isinstance(value, list) and value:
+        return {k: v for i, item in enumerate(value) for k, v in _flat(item, f"{prefix}#{i}").items()}
+    return {prefix: value}
+
+
+def changed_settings(stage: BundleStage, done: dict | None = None) -> list[str]:
+    """``"key: old -> new"`` for each setting of the finished ``stage`` that its request now differs in (``done``:
+    its ``DONE.json`` record); empty when it does not, or when the stage was finished before hashes were kept."""
+    done = done if done is not None else stage_done(stage)
+    if not done or "config_hash" not in done:
+        return []
+    fresh = stage_settings(stage)
+    if settings_hash(fresh) == done["config_hash"]:
+        return []
+    old, new = _flat(done.get("config", {})), _flat(fresh)
+    missing = "(unset)"
+    return [f"{k}: {old.get(k, missing)!r} -> {new.get(k, missing)!r}"
+            for k in sorted(old.keys() | new.keys()) if old.get(k, missing) != new.get(k, missing)] or ["(not recorded)"]
+
+
+def reset_stage(stage: BundleStage) -> None:
+    """Make a finished ``stage`` run again from the start: its ``DONE.json`` and resume checkpoints go (its outputs
+    are overwritten by the new run)."""
+    (Path(stage.workdir) / "DONE.json").unlink(missing_ok=True)
+    ckpt_dir = stage.overrides.get("ckpt_dir")
+    if ckpt_dir:
+        for ckpt in Path(ckpt_dir).glob("*checkpoint*.pt"):
+            ckpt.unlink()
 
 
 @contextlib.contextmanager
@@ -74,11 +135,18 @@ def run_stage(stage: BundleStage, force: bool = False, keep_checkpoints: bool = 
     Writes ``config.json`` (the merged config with the overrides, as run), ``log.txt`` and ``DONE.json`` (seconds,
     configs, overrides) into ``stage.workdir``. Once the stage is done, its resume checkpoints (``*checkpoint*.pt``
     in its ``ckpt_dir``: weights, momentum copies and optimiser state, 2-3x the exported weights) are removed
-    unless ``keep_checkpoints``: a finished stage never resumes, and the exported weights (``model.pt``,
-    ``encoder.pt``, ``autoencoder.pt``) stay. Raises :class:`StageBusy` if another process is running the stage.
+    unless ``keep_checkpoints``, and the temporaries of killed writes always: a finished stage never resumes, and the
+    exported weights (``model.pt``, ``encoder.pt``, ``autoencoder.pt``) stay. ``DONE.json`` also holds the stage's
+    merged configuration and its hash (:func:`stage_settings`).
+
+    Raises :class:`StageBusy` if another process is running the stage, and :class:`StaleStage` (naming each setting
+    that differs) if the stage is done but was run with other settings than ``stage`` asks for.
     """
     workdir = Path(stage.workdir)
     done = None if force else stage_done(stage)
+    changed = changed_settings(stage, done) if done else []
+    if changed:
+        raise StaleStage(f"stage {stage.name} ({workdir}) was run with other settings: {'; '.join(changed)}")
     if done is None:
         with stage_lock(workdir):
             done = None if force else stage_done(stage)  # another process may have finished it meanwhile
@@ -101,6 +169,7 @@ def _run_locked(stage: BundleStage, workdir: Path, keep_checkpoints: bool) -> di
     files = [str(root / "configs" / c) for c in stage.configs]
     overrides = {"bundle_root": str(root), **stage.overrides}
     logger.info(f"[run ] {stage.name}: {stage.bundle} {' + '.join(stage.configs)}")
+    settings = stage_settings(stage)
     start = time.perf_counter()
     with _log_to(workdir / "log.txt"):
         wf = ConfigWorkflow(
@@ -123,10 +192,14 @@ def _run_locked(stage: BundleStage, workdir: Path, keep_checkpoints: bool) -> di
         "seconds": time.perf_counter() - start,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "environment": environment_info(),
+        "config_hash": settings_hash(settings),
+        "config": settings,
     }
     write_done(workdir, record)
     logger.info(f"[done] {stage.name} in {record['seconds']:.0f}s")
     ckpt_dir = stage.overrides.get("ckpt_dir")
+    if ckpt_dir:
+        remove_stale_temporaries(ckpt_dir)  # what writes killed earlier left
     if ckpt_dir and not keep_checkpoints and stage.workflow_type == "train":
         for ckpt in Path(ckpt_dir).glob("*checkpoint*.pt"):
             ckpt.unlink()
