@@ -116,6 +116,30 @@ def test_split_file_written_reused_and_relocatable(demo, tmp_path):
         build_isic2018_datalist(moved, split_file=split_file)
 
 
+def test_a_reused_split_warns_when_the_data_folder_has_changed(demo, tmp_path, caplog):
+    """Issue #23: 20 images added to the data folder are not silently ignored by the reused split."""
+    data = (tmp_path / "data").resolve()
+    shutil.copytree(demo["kvasir_seg"], data)
+    split_file = tmp_path / "kvasir.json"
+    first = build_kvasir_seg_datalist(data, seed=0, split_file=split_file)
+    files = json.loads(split_file.read_text())["meta"]["image_files"]
+    assert files == sum(1 for p in data.rglob("*") if p.suffix in {".jpg", ".png"})
+    with caplog.at_level("WARNING", logger="dcl_cstp_ext.data.splits"):
+        build_kvasir_seg_datalist(data, split_file=split_file)
+        assert not caplog.records  # nothing changed: silent
+        for i in range(10):  # 10 more image / mask pairs: 20 files
+            for sub in ("images", "masks"):
+                src = next((data / "Kvasir-SEG" / sub).iterdir())
+                shutil.copy(src, src.with_name(f"new_{i}{src.suffix}"))
+        assert build_kvasir_seg_datalist(data, split_file=split_file) == first
+    n = sum(len(first[k]) for k in ("training", "validation", "test"))
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{data / 'Kvasir-SEG'} holds {files + 20} image files now and held {files} when the split file {split_file} was written: "
+        f"reusing that split ({n} items), so the 20 more files are not taken into account. To split afresh, delete "
+        "the split file or give another split_file (a pipeline run: a new --out)."
+    ]
+
+
 def test_write_and_read_datalist_roundtrip(tmp_path):
     dl = {"training": [{"image": str(tmp_path / "a.png"), "label": 1}], "class_names": ["x", "y"]}
     write_datalist(tmp_path / "dl.json", dl, base_dir=tmp_path)

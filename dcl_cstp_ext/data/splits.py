@@ -12,12 +12,14 @@ from typing import Any
 import numpy as np
 
 from .errors import DataError
+from .formats import IMAGE_EXTENSIONS
 from .validation import validate_datalist
 
 __all__ = [
     "PATH_KEYS",
     "SPLITS",
     "Datalist",
+    "count_image_files",
     "read_datalist",
     "resolve_datalist",
     "split_items",
@@ -161,6 +163,30 @@ def read_datalist(path: str | Path, base_dir: str | Path | None = None) -> Datal
     return _map_paths(data, lambda p: p if os.path.isabs(p) else str(base / p))
 
 
+def count_image_files(root: str | Path) -> int:
+    """How many image files (masks included) lie under ``root``, hidden folders left out: what a split was made
+    from, recorded in its file to notice a data folder that changed since."""
+    count = 0
+    for _folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        count += sum(1 for f in files if Path(f).suffix.lower() in IMAGE_EXTENSIONS or f.lower().endswith(".nii.gz"))
+    return count
+
+
+def _warn_if_data_changed(split_file: Path, root: Path, datalist: Datalist) -> None:
+    recorded = (json.loads(split_file.read_text()).get("meta") or {}).get("image_files")
+    now = count_image_files(root) if recorded is not None else None
+    if recorded is None or now == recorded:
+        return
+    items = sum(len(datalist.get(name, [])) for name in SPLITS)
+    change = f"{now - recorded} more" if now > recorded else f"{recorded - now} fewer"
+    logger.warning(
+        f"{root} holds {now} image files now and held {recorded} when the split file {split_file} was written: "
+        f"reusing that split ({items} items), so the {change} files are not taken into account. To split afresh, "
+        "delete the split file or give another split_file (a pipeline run: a new --out)."
+    )
+
+
 def resolve_datalist(
     split_file: str | Path | None,
     root: Path,
@@ -170,14 +196,15 @@ def resolve_datalist(
     class_names: Sequence[str] | None = None,
     meta: Mapping | None = None,
 ) -> Datalist:
-    """Reuse ``split_file`` when it exists (re-checking that its files are still there and readable),
-    else ``create()`` the datalist and, when ``split_file`` is given, write it there."""
+    """Reuse ``split_file`` when it exists (re-checking that its files are still there and readable, and warning
+    when ``root`` holds another number of image files than when it was written), else ``create()`` the datalist and,
+    when ``split_file`` is given, write it there (with that number: ``meta.image_files``)."""
     if split_file is None or not Path(split_file).is_file():
         datalist = create()
         for name in SPLITS:
             datalist.setdefault(name, [])
         if split_file is not None:
-            write_datalist(split_file, datalist, base_dir=root, meta=meta)
+            write_datalist(split_file, datalist, base_dir=root, meta={**(meta or {}), "image_files": count_image_files(root)})
             logger.info("wrote split file %s", split_file)
         return datalist
     datalist = read_datalist(split_file, base_dir=root)
@@ -193,6 +220,7 @@ def resolve_datalist(
         except DataError as exc:
             raise DataError(f"split file {split_file}, split '{name}': {exc}", exc.problems) from exc
     logger.info("reusing split file %s", split_file)
+    _warn_if_data_changed(Path(split_file), Path(root), datalist)
     return datalist
 
 
