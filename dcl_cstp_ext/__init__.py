@@ -5,7 +5,7 @@ Bundle configs import it once (``"$import dcl_cstp_ext"``) and reach every sub-p
 
 __version__ = "0.1.0"
 
-from . import data, engines, losses, methods, metrics, networks, reports, transforms, utils  # noqa: E402
+from . import data, engines, losses, methods, metrics, networks, reports, settings, transforms, utils  # noqa: E402
 
-__all__ = ["data", "engines", "losses", "methods", "metrics", "networks", "reports", "transforms", "utils",
+__all__ = ["data", "engines", "losses", "methods", "metrics", "networks", "reports", "settings", "transforms", "utils",
            "__version__"]

@@ -218,6 +218,9 @@ def _log_to_stdout() -> None:
 
 
 def main() -> None:
+    from .short_errors import install
+
+    install()
     fire.Fire(CLI, name="dcl-cstp")
 
 

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .lock import wait_for_stage
-from .pipeline import check_settings, finish_run, prepare_run
+from .pipeline import check_overrides, check_settings, finish_run, prepare_run
 from .runner import BundleStage, StageBusy, run_stage, stage_done
 from .stages import missing_input, plan
 
@@ -240,6 +240,7 @@ def launch_pipeline(cfg, executor, report: bool = True, max_running: int | None 
     """:func:`~dcl_cstp_ext.pipeline.pipeline.run_pipeline` through a scheduler: writes the run's own files here,
     then :func:`submit_plan` with the report as the final job. Returns {stage name or FINAL: job}."""
     stages = plan(cfg)
+    check_overrides(cfg, stages)
     check_settings(stages, cfg.rerun_changed)
     run = prepare_run(cfg)
     logger.info(f"{len(stages)} stages for {cfg.task} ({cfg.preset} preset) in {run}; submitting")

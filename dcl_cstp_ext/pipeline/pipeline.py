@@ -19,14 +19,27 @@ import logging
 import time
 from pathlib import Path
 
+from monai.bundle import ConfigParser
+
 from ..reports.pipeline_report import write_report
+from ..settings import SettingsError
+from ..settings import check_overrides as settings_check
 from ..utils import record_run
 from .config import PipelineConfig
 from .lock import stage_lock, wait_for_stage
-from .runner import BundleStage, StageBusy, StaleStage, changed_settings, reset_stage, run_stage, stage_done
+from .runner import (
+    BundleStage,
+    StageBusy,
+    StaleStage,
+    bundles_dir,
+    changed_settings,
+    reset_stage,
+    run_stage,
+    stage_done,
+)
 from .stages import missing_input, plan, write_split
 
-__all__ = ["check_settings", "finish_run", "prepare_run", "run_pipeline", "run_stages"]
+__all__ = ["check_overrides", "check_settings", "finish_run", "prepare_run", "run_pipeline", "run_stages"]
 
 logger = logging.getLogger("dcl_cstp.pipeline")
 
@@ -69,6 +82,45 @@ def run_stages(stages: list[BundleStage], keep_checkpoints: bool = False) -> dic
             logger.info(f"waiting for {busy[0].name} (run by another process)")
             wait_for_stage(busy[0].workdir)
     return skipped
+
+
+def _block_stages(block: str, stages: list[BundleStage]) -> list[BundleStage]:
+    """The stages an ``--overrides`` block applies to: "pretrain", "finetune", "ldm", or one LDM stage's name."""
+    kind = {"dcl_pretrain": "pretrain", "ldm_synthesis": "ldm"}
+    return [s for s in stages if s.name == block or kind.get(s.bundle, "finetune") == block]
+
+
+def check_overrides(cfg: PipelineConfig, stages: list[BundleStage]) -> None:
+    """Refuse ``cfg.overrides`` that no stage of their block knows, or whose type or range is wrong where a stage
+    has the key (:func:`dcl_cstp_ext.settings.check_overrides`), before anything runs: one :class:`SettingsError`
+    naming the block and key of each problem."""
+    configs: dict[tuple, dict] = {}
+
+    def raw(stage: BundleStage) -> dict:
+        key = (stage.bundle, tuple(stage.configs))
+        if key not in configs:
+            parser = ConfigParser()
+            parser.read_config([str(bundles_dir() / stage.bundle / "configs" / c) for c in stage.configs])
+            configs[key] = parser.get()
+        return configs[key]
+
+    problems = []
+    for block, block_overrides in cfg.overrides.items():
+        targets = _block_stages(block, stages)
+        for key, value in block_overrides.items():
+            errors = []
+            for stage in targets:
+                try:
+                    settings_check(raw(stage), {key: value}, allow_new_keys=bool(block_overrides.get("allow_new_keys")))
+                except SettingsError as err:
+                    errors.append(str(err).split("\n", 1)[1].strip())
+                else:
+                    errors.append(None)
+            wrong = [e for e in errors if e and "unknown setting" not in e]
+            if wrong or (errors and all(errors)):
+                problems.append(f'"{block}": {(wrong or errors)[0]}')
+    if problems:
+        raise SettingsError("invalid --overrides, nothing was run:\n  " + "\n  ".join(problems))
 
 
 def check_settings(stages: list[BundleStage], rerun_changed: bool = False) -> list[str]:
@@ -131,6 +183,7 @@ def run_pipeline(cfg: PipelineConfig, report: bool = True) -> Path:
     On a cluster, :func:`~dcl_cstp_ext.pipeline.launcher.launch_pipeline` submits the stages as jobs instead.
     """
     stages = plan(cfg)
+    check_overrides(cfg, stages)
     check_settings(stages, cfg.rerun_changed)  # before pipeline.json says what the run's results were made with
     run = prepare_run(cfg)
     start = time.perf_counter()
