@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -205,3 +206,17 @@ def test_bundle_derives_the_queue_size_caches_larger_than_the_views_and_scales_t
     assert tuple(views["view1"].shape[1:]) == (32, 32) and views["sample_index"] == 0
     opt = parser.get_parsed_content("optimizer")
     assert opt.param_groups[0]["lr"] == pytest.approx(0.03 * 8 / 256)  # MoCo-v2: 0.03 x B / 256
+
+
+def test_pretraining_on_a_plain_folder_of_images_runs_without_the_knn_monitor(tmp_path, demo_data, capfd):
+    """Issue #23: the README's plain folder of images (no labels, no masks) pre-trains; the monitor is off, said once."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, src in enumerate(sorted((demo_data["kvasir_seg"] / "Kvasir-SEG" / "images").iterdir())):
+        shutil.copy(src, folder / f"{i:03d}{src.suffix}")
+    wf = run_bundle("dcl_pretrain", ["train.json"], **_tiny(tmp_path, folder, max_epochs=1, val_interval=1,
+                                                             **{"train#trainer#epoch_length": 2}))
+    assert wf.parser.get_parsed_content("train#trainer").state.iteration == 2
+    assert (tmp_path / "models" / "encoder.pt").is_file()
+    printed = "".join(capfd.readouterr())  # the bundle's logging.conf writes to the console
+    assert printed.count("the k-NN monitor of the representation is off") == 1

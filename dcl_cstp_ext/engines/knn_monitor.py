@@ -175,9 +175,15 @@ def build_knn_monitor(
     at_start: bool = False,
     summary_writer=None,
     amp: bool = False,
-) -> KNNMonitor:
-    """A :class:`KNNMonitor` over :func:`monitor_split` of ``datalist``, images decoded once and cached."""
-
+) -> KNNMonitor | None:
+    """A :class:`KNNMonitor` over :func:`monitor_split` of ``datalist``, images decoded once and cached; None, with a
+    note in the log, when the training items have no labels (a plain folder of images): the pre-training then runs
+    without the monitor."""
+    train = datalist.get("training") or []
+    if not train or "label" not in train[0]:
+        logger.warning("the training images have no labels (class labels or masks), so the k-NN monitor of the "
+                       "representation is off; pre-training runs without it")
+        return None
     bank, query, num_classes = monitor_split(datalist, max_bank, max_query, seed)
     loaders = [
         DataLoader(

@@ -66,5 +66,7 @@ def mlflow_compatible(handlers: Sequence | None) -> list | None:
 
 def trainer_handlers(all_ranks: Sequence, main_process: Sequence) -> list:
     """A trainer's handler list: ``all_ranks`` on every process, ``main_process`` (``train#handlers``, where MONAI's
-    ``--tracking`` appends its handler) only on DDP rank 0 or without DDP; through :func:`mlflow_compatible`."""
-    return mlflow_compatible([*all_ranks, *(main_process if is_main_process() else [])])
+    ``--tracking`` appends its handler) only on DDP rank 0 or without DDP; through :func:`mlflow_compatible`. A None
+    entry (a handler that does not apply, such as the k-NN monitor without labels) is left out."""
+    handlers = [*all_ranks, *(main_process if is_main_process() else [])]
+    return mlflow_compatible([h for h in handlers if h is not None])
