@@ -25,3 +25,30 @@ def test_inference_items_keeps_the_keys_asked_for(tmp_path):
         inference_items(dl, "test")
     with pytest.raises(DataError, match="not a folder of images"):
         inference_items(tmp_path / "nothing.png")
+
+
+def test_one_bad_file_is_named_or_skipped_with_skip_invalid(tmp_path):
+    """Issue #23: a folder with one bad file is refused naming it, and ``skip_invalid`` (which the inference configs
+    now pass on) runs on the others; a datalist or a list of paths is checked the same way before anything runs."""
+    for name in ("a.png", "c.png"):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / name)
+    (tmp_path / "b.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match=r"b\.png") as err:
+        inference_items(tmp_path)
+    assert "--skip_invalid True" in str(err.value) and "a.png" not in str(err.value)
+    kept = inference_items(tmp_path, skip_invalid=True)
+    assert [it["image"] for it in kept] == [str(tmp_path / "a.png"), str(tmp_path / "c.png")]
+    listed = [str(tmp_path / n) for n in ("a.png", "b.png")]
+    with pytest.raises(DataError, match="b.png"):
+        inference_items(listed)
+    assert inference_items(listed, skip_invalid=True) == [{"image": listed[0]}]
+
+
+def test_every_inference_config_passes_skip_invalid_on():
+    import json
+    from pathlib import Path
+
+    for bundle in ("kvasir_seg", "isic_seg", "pneumonia_cls"):
+        path = Path(__file__).resolve().parents[1] / "bundles" / bundle / "configs" / "inference.json"
+        config = json.loads(path.read_text())
+        assert config["skip_invalid"] is False and "skip_invalid=@skip_invalid" in config["datalist"], bundle

@@ -23,7 +23,7 @@ class DataError(ValueError):
         lines = [f"  {f}: {m}" for f, m in problems[:_MAX_LISTED]]
         if len(problems) > _MAX_LISTED:
             lines.append(f"  ... and {len(problems) - _MAX_LISTED} more")
-        hint = "(pass skip_invalid=True to skip these items instead)"
+        hint = "(set skip_invalid to True, e.g. --skip_invalid True, to skip these items instead)"
         return cls(f"{context}: {len(problems)} problem(s) {hint}\n" + "\n".join(lines), problems)
 
     @classmethod
