@@ -81,3 +81,27 @@ def test_a_planted_pickle_is_refused(tmp_path):
     with pytest.raises(pickle.UnpicklingError):
         read_export_meta(path)
     assert not marker.exists()
+
+
+def test_inference_reads_the_trained_settings_and_checks_what_it_is_asked(tmp_path, caplog):
+    """Issue #23: inference at another image size than the model's is warned about, another architecture refused;
+    unset, the settings are the model's (``trained_settings``)."""
+    import logging
+
+    from dcl_cstp_ext.networks import check_against_training, save_export, trained_settings
+    from dcl_cstp_ext.settings import SettingsError
+
+    path = tmp_path / "model.pt"
+    save_export(path, {"w": torch.zeros(1)}, {"backbone": "resnet18", "in_channels": 3, "image_size": 32})
+    defaults = {"backbone": "resnet50", "in_channels": 3, "out_channels": 1, "image_size": 256}
+    assert trained_settings(path, defaults) == {"backbone": "resnet18", "in_channels": 3, "out_channels": 1,
+                                                "image_size": 32}
+    assert trained_settings(tmp_path / "missing.pt", defaults) == defaults
+    with caplog.at_level(logging.WARNING):
+        check_against_training(path, backbone="resnet18", image_size=32)
+        assert not caplog.records
+        check_against_training(path, backbone="resnet18", image_size=256)
+    assert "trained at image_size 32 but runs at 256" in caplog.text
+    with pytest.raises(SettingsError, match="trained with backbone 'resnet18'; this run asks for backbone 'resnet50'"):
+        check_against_training(path, backbone="resnet50", image_size=32)
+    check_against_training(tmp_path / "missing.pt", backbone="x")

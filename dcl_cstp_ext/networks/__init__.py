@@ -3,7 +3,16 @@
 from .classifier import ResNetClassifier
 from .classifier_info import ClassifierInfo, read_classifier_info
 from .cross_scale_attention import CrossScaleAttention, CrossScaleReduction, CrossScaleTokenProjection
-from .export import ExportMeta, atomic_save, read_export, read_export_meta, save_export, split_export
+from .export import (
+    ExportMeta,
+    atomic_save,
+    check_against_training,
+    read_export,
+    read_export_meta,
+    save_export,
+    split_export,
+    trained_settings,
+)
 from .finetune import init_encoder
 from .heads import MLPHead, build_projection_head
 from .resnet_encoder import ENCODER_CHANNELS, ResNetEncoder2D, ZeroPadShortcut, scriptable_shortcuts
@@ -24,6 +33,8 @@ __all__ = [
     "ResNetClassifier",
     "ClassifierInfo",
     "read_classifier_info",
+    "check_against_training",
+    "trained_settings",
     "atomic_save",
     "ExportMeta",
     "read_export",

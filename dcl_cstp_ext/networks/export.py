@@ -21,8 +21,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["ExportMeta", "atomic_save", "read_export", "read_export_meta", "remove_stale_temporaries", "save_export",
-           "split_export"]
+__all__ = ["ExportMeta", "atomic_save", "check_against_training", "read_export", "read_export_meta",
+           "remove_stale_temporaries", "save_export", "split_export", "trained_settings"]
 
 #: the name ``tempfile.mkstemp(prefix=".<name>.")`` gives a temporary of ``<name>.pt`` in :func:`atomic_save`
 _TEMPORARY = re.compile(r"\.(.+\.pt)\.[a-z0-9_]{8}")
@@ -92,6 +92,41 @@ def read_export(path: str | os.PathLike, map_location: str | torch.device = "cpu
 def read_export_meta(path: str | os.PathLike) -> dict:
     """The ``meta`` of the export at ``path`` (the weights are memory-mapped, not read)."""
     return split_export(_load(path, mmap=True), str(path))[1]
+
+
+def trained_settings(path: str | os.PathLike | None, defaults: Mapping[str, Any]) -> dict:
+    """``defaults`` updated with the values the export at ``path`` was trained with (its ``meta``, for the keys of
+    ``defaults``), when the file exists: an inference config reads the backbone, channels and image size from the
+    model it runs instead of assuming them."""
+    out = dict(defaults)
+    if path and Path(path).is_file():
+        meta = read_export_meta(path)
+        out.update({k: meta[k] for k in defaults if k in meta})
+    return out
+
+
+def check_against_training(path: str | os.PathLike | None, **asked: Any) -> None:
+    """Compare the settings an inference run ``asked`` for with those the export at ``path`` was trained with:
+    another architecture (``backbone``, channels) is refused (its weights would not load), another ``image_size``
+    is warned about (the model runs, but on images of a size it has not seen). Nothing when the file is missing."""
+    import logging
+
+    from ..settings import SettingsError
+
+    if not (path and Path(path).is_file()):
+        return
+    meta = read_export_meta(path)
+    differ = {k: (meta[k], v) for k, v in asked.items() if k in meta and meta[k] != v}
+    size = differ.pop("image_size", None)
+    if differ:
+        raise SettingsError(f"{path} was trained with " + ", ".join(f"{k} {t!r}" for k, (t, _) in differ.items())
+                            + "; this run asks for " + ", ".join(f"{k} {a!r}" for k, (_, a) in differ.items())
+                            + ": leave them unset (they are read from the model) or pass the model's")
+    if size:
+        logging.getLogger(__name__).warning(
+            f"{path} was trained at image_size {size[0]} but runs at {size[1]}: its results may be worse than "
+            f"validated; leave image_size unset to use the model's ({size[0]})"
+        )
 
 
 class ExportMeta:
