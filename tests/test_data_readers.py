@@ -269,3 +269,31 @@ def test_subsample_labels_is_stratified_seeded_and_leaves_evaluation_alone():
 
     with pytest.raises(ValueError):
         subsample_labels(dl, 0.0)
+
+
+def test_suspicious_or_ambiguous_layouts_are_refused_naming_what_was_found(demo, tmp_path):
+    """Issue #23: a Kvasir copy under another top folder name is still Kvasir (not a plain folder that trains on
+    the masks); a folder of images with masks among them, and a root holding two data sets, are refused."""
+    renamed = tmp_path / "renamed"
+    shutil.copytree(demo["kvasir_seg"] / "Kvasir-SEG", renamed / "MyPolyps")
+    assert detect_dataset(renamed) == "kvasir_seg"
+    assert len(build_datalist("auto", renamed)["training"]) > 0
+
+    shutil.copytree(demo["kvasir_seg"] / "Kvasir-SEG", renamed / "MorePolyps")
+    with pytest.raises(DataError, match="several folders hold images/ and masks/ .*MorePolyps.*MyPolyps"):
+        detect_dataset(renamed)
+
+    loose = tmp_path / "loose"
+    shutil.copytree(demo["kvasir_seg"] / "Kvasir-SEG" / "images", loose / "pictures")
+    shutil.copytree(demo["kvasir_seg"] / "Kvasir-SEG" / "masks", loose / "extra" / "masks")
+    with pytest.raises(DataError, match=r"images look like masks \(e\.g\. .*extra/masks/"):
+        detect_dataset(loose)
+    shutil.rmtree(loose / "extra")
+    assert detect_dataset(loose) == "folder"
+
+    both = tmp_path / "both"
+    shutil.copytree(demo["kvasir_seg"], both / "kvasir")
+    shutil.copytree(demo["isic2018"], both / "isic")
+    with pytest.raises(DataError, match="holds several data sets .isic2018 at .*; kvasir_seg at .*point dataset_dir"):
+        detect_dataset(both)
+    assert detect_dataset(demo["covid_radiography"]) == "covid_radiography"  # its class folders hold images/ + masks/

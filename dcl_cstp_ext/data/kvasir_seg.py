@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .errors import DataError
 from .formats import image_stem
-from .layout import as_dir, find_root, list_images, pair_files, stems
+from .layout import as_dir, find_root, list_images, pair_files, stems, subdirs
 from .splits import Datalist, resolve_datalist, split_with_official
 from .validation import raise_or_skip, validate_datalist
 
@@ -24,11 +24,21 @@ def _has_pairs(d: Path) -> bool:
 
 
 def find_kvasir_root(dataset_dir: str | Path) -> Path | None:
-    """The folder holding ``images/`` and ``masks/``: a ``Kvasir-SEG`` folder (up to two levels down), or
-    ``dataset_dir`` itself."""
+    """The folder holding ``images/`` and ``masks/``: a ``Kvasir-SEG`` folder (up to two levels down),
+    ``dataset_dir`` itself, or the one folder up to two levels down that holds them under another name (a renamed
+    copy). Several such folders are refused (:class:`DataError` naming them): which one is meant is not clear."""
     root = find_root(dataset_dir, lambda d: d.name.lower() == KVASIR_FOLDER.lower() and _has_pairs(d))
     top = as_dir(dataset_dir)
-    return root or (top if _has_pairs(top) else None)
+    if root or _has_pairs(top):
+        return root or top
+    level, paired = subdirs(top), []
+    for _ in range(2):
+        paired += [d for d in level if _has_pairs(d)]
+        level = [s for d in level if not _has_pairs(d) for s in subdirs(d)]
+    if len(paired) > 1:
+        raise DataError(f"{top}: several folders hold images/ and masks/ ({', '.join(str(p) for p in paired)}); "
+                        "point dataset_dir at the one to use")
+    return paired[0] if paired else None
 
 
 def find_split_lists(root: Path, lists_dir: str | Path | None = None) -> dict[str, Path]:

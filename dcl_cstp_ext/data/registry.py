@@ -9,6 +9,7 @@ from typing import Any
 from .covid_radiography import build_covid_radiography_datalist, find_covid_root
 from .errors import DataError
 from .folder import build_folder_datalist
+from .formats import image_stem
 from .isic2018 import build_isic2018_datalist, find_isic_root
 from .kvasir_seg import build_kvasir_seg_datalist, find_kvasir_root
 from .layout import as_dir, list_images
@@ -41,15 +42,58 @@ _DETECTORS = (
 )
 
 
+#: folder names and file-name endings that mark masks, not images (a plain folder of them is refused)
+MASK_FOLDERS = frozenset({"masks", "mask", "labels", "label", "groundtruth", "ground_truth", "gt", "annotations",
+                          "segmentations"})
+MASK_ENDINGS = ("_mask", "_segmentation", "_seg", "_gt")
+
+
+def _nested(a: Path, b: Path) -> bool:
+    return a == b or a in b.parents or b in a.parents
+
+
+def looks_like_mask(path: Path, root: Path) -> bool:
+    """Whether ``path`` (below ``root``) reads as a mask: in a :data:`MASK_FOLDERS` folder or named like one."""
+    folders = [p.lower() for p in path.relative_to(root).parts[:-1]]
+    return any(f in MASK_FOLDERS or f.endswith(MASK_ENDINGS) for f in folders) or \
+        image_stem(path).lower().endswith(MASK_ENDINGS)
+
+
 def detect_dataset(dataset_dir: str | Path) -> str:
     """Name of the data set laid out under ``dataset_dir`` (its root or a parent up to two levels up):
-    one of :data:`DATASETS`; ``"folder"`` for any other folder holding images."""
+    one of :data:`DATASETS`; ``"folder"`` for any other folder holding images.
+
+    Refused with a :class:`DataError` that says what was found: a folder holding several data sets (their roots
+    apart; a more specific layout found first wins over a reading of the same files, as COVID class folders
+    holding ``images/`` + ``masks/``), and a plain folder whose images include masks
+    (:func:`looks_like_mask`)."""
+    matches: list[tuple[str, Path]] = []
     for name, find in _DETECTORS:
-        if find(dataset_dir) is not None:
-            return name
-    if list_images(as_dir(dataset_dir), recursive=True):
-        return "folder"
-    raise DataError(f"{dataset_dir}: no known data set layout and no images found")
+        try:
+            root = find(dataset_dir)
+        except DataError:
+            if matches:  # a less specific reading of files already recognised
+                continue
+            raise
+        if root is not None and not any(_nested(Path(root), r) for _, r in matches):
+            matches.append((name, Path(root)))
+    if len(matches) > 1:
+        found = "; ".join(f"{name} at {root}" for name, root in matches)
+        raise DataError(f"{dataset_dir}: holds several data sets ({found}); point dataset_dir at one of them")
+    if matches:
+        return matches[0][0]
+    top = as_dir(dataset_dir)
+    images = list_images(top, recursive=True)
+    if not images:
+        raise DataError(f"{dataset_dir}: no known data set layout and no images found")
+    masks = [p for p in images if looks_like_mask(p, top)]
+    if masks:
+        raise DataError(
+            f"{dataset_dir}: no known data set layout, and {len(masks)} of its {len(images)} images look like masks "
+            f"(e.g. {masks[0]}); for segmentation lay the pairs out as images/ + masks/ (Kvasir-SEG style), for "
+            "unlabelled images point dataset_dir at a folder of images only"
+        )
+    return "folder"
 
 
 def build_datalist(
