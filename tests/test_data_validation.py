@@ -95,6 +95,27 @@ def test_mask_size_differs(demo):
         build_isic2018_datalist(demo["isic2018"])
 
 
+def test_a_tiny_image_is_refused(demo):
+    """Issue #23: a 1 x 1 "image" (a broken export) no longer trains or infers silently."""
+    images, _ = _isic(demo)
+    Image.new("RGB", (1, 1)).save(images / "ISIC_0000002.jpg")
+    with pytest.raises(DataError, match=r"ISIC_0000002\.jpg: image of 1 x 1 pixels, below the 8-pixel minimum side"):
+        build_isic2018_datalist(demo["isic2018"])
+
+
+def test_an_exif_turned_image_whose_mask_is_drawn_turned_is_named(demo):
+    """Issue #23: the EXIF orientation is named when it explains a mask of swapped width and height."""
+    images, masks = _isic(demo)
+    stored = Image.new("RGB", (40, 24))
+    exif = stored.getexif()
+    exif[0x0112] = 6  # shown turned by 90 degrees
+    stored.save(images / "ISIC_0000001.jpg", exif=exif)
+    Image.new("L", (24, 40)).save(masks / "ISIC_0000001_segmentation.png")  # drawn on the turned view
+    with pytest.raises(DataError, match=r"mask size \(24, 40\) differs from image size \(40, 24\) \(w, h\); the image "
+                                        r"carries EXIF orientation 6"):
+        build_isic2018_datalist(demo["isic2018"])
+
+
 def test_empty_wrong_or_missing_folders(demo, tmp_path):
     images = demo["covid_radiography"] / "COVID-19_Radiography_Dataset" / "Lung_Opacity" / "images"
     shutil.rmtree(images)

@@ -15,9 +15,14 @@ from typing import Any
 from .errors import DataError, Problem
 from .formats import image_size
 
-__all__ = ["ValidationReport", "probe_image", "raise_or_skip", "validate_datalist"]
+__all__ = ["MIN_SIDE", "ValidationReport", "exif_orientation", "probe_image", "raise_or_skip", "validate_datalist"]
 
 logger = logging.getLogger(__name__)
+
+#: the smallest side, in pixels, of an image that is taken as a picture (a 1 x 1 "image" is a broken export)
+MIN_SIDE = 8
+#: EXIF orientations that turn a stored image by 90 degrees on display (its width and height swap)
+_EXIF_TURNED = {5, 6, 7, 8}
 
 
 @dataclass
@@ -62,7 +67,21 @@ def probe_image(path: str | Path, decode: bool = True) -> tuple[tuple[int, int] 
         return None, f"unreadable or truncated image ({type(exc).__name__}: {exc})"
     if size[0] <= 0 or size[1] <= 0:
         return None, f"empty image of size {size}"
+    if min(size) < MIN_SIDE:
+        return None, f"image of {size[0]} x {size[1]} pixels, below the {MIN_SIDE}-pixel minimum side"
     return size, None
+
+
+def exif_orientation(path: str | Path) -> int:
+    """The EXIF orientation tag of a JPEG / TIFF / PNG (1, upright as stored, when there is none). Images are
+    read as stored, so a photo whose camera marked it turned shows turned on screen but not to the model."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return int(im.getexif().get(0x0112, 1) or 1)
+    except Exception:  # noqa: BLE001 - not a PIL format, or no readable EXIF
+        return 1
 
 
 def _check_item(item: Mapping[str, Any], check_images: bool, image_key: str, label_key: str) -> list[Problem]:
@@ -80,7 +99,13 @@ def _check_item(item: Mapping[str, Any], check_images: bool, image_key: str, lab
     (img_size, img_err), (mask_size, mask_err) = probe_image(image), (probe_image(mask) if mask else (None, None))
     problems = [(str(f), e) for f, e in ((image, img_err), (mask, mask_err)) if e]
     if not problems and mask is not None and img_size != mask_size:
-        problems.append((f"{image}, {mask}", f"mask size {mask_size} differs from image size {img_size} (w, h)"))
+        message = f"mask size {mask_size} differs from image size {img_size} (w, h)"
+        turned = exif_orientation(image)
+        if turned in _EXIF_TURNED and mask_size == img_size[::-1]:
+            message += (f"; the image carries EXIF orientation {turned} (shown turned by 90 degrees, read as stored), so "
+                        "its mask looks drawn on the turned view: store the image upright (e.g. PIL's "
+                        "ImageOps.exif_transpose) or turn the mask back")
+        problems.append((f"{image}, {mask}", message))
     return problems
 
 
