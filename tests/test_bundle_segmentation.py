@@ -305,3 +305,23 @@ def test_ddp_two_ranks(tmp_path, demo_data):
     assert len(_jsonl(tmp_path / "eval" / "val_metrics.jsonl")) == 1
     assert len(list((tmp_path / "eval" / "tensorboard").glob("events.*"))) == 1
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_diverging_run_stops_at_the_first_non_finite_loss_and_saves_no_model(tmp_path, demo_data):
+    """Issue #23: ``--optimizer_name sgd --lr 1e30`` used to log loss=nan for every iteration, finish with rc 0 and
+    save non-finite weights as the best model. Now it stops before that loss's step, and nothing is saved."""
+    kw = _tiny(tmp_path, demo_data["isic2018"], optimizer_name="sgd", lr=1e30, max_epochs=2,
+               **{"train#trainer#epoch_length": 2})
+    with pytest.raises(Exception) as err:  # MONAI wraps what a handler raises
+        run_bundle("isic_seg", ["train.json"], **kw)
+    chain, e = [], err.value
+    while e is not None:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    guard = next(c for c in chain if isinstance(c, FloatingPointError))
+    assert "at iteration" in str(guard) and "lower the learning rate" in str(guard)
+    assert not (tmp_path / "models" / "model.pt").exists()
+    ckpt = tmp_path / "models" / "checkpoint.pt"
+    if ckpt.exists():  # only a checkpoint written before the weights went wrong
+        state = torch.load(ckpt, weights_only=True)["model"]
+        assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
