@@ -95,7 +95,8 @@ class CLI:
         "ldm/samples", "ldm/curation": the two training stages share the names max_epochs, batch_size, lr); --keep-checkpoints: keep finished stages' resume checkpoints (by default
         only their exported weights stay). Re-running the same command skips finished stages and
         resumes an interrupted one; a finished stage asked for with other settings (new --overrides, another preset)
-        is refused, naming the settings, unless --rerun-changed, which runs it and everything downstream again. The same command started more than once on one --out (say once per GPU,
+        is refused, naming the settings, unless --rerun-changed, which runs it and everything downstream again.
+        The same command started more than once on one --out (say once per GPU,
         with --device cuda:0, cuda:1) shares the stages: each runs a stage no other process holds, and waits
         for the stages it needs (--launcher local-locks, the default).
 

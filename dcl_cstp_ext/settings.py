@@ -131,7 +131,9 @@ def check_overrides(config: Mapping, overrides: Mapping, allow_new_keys: bool = 
             problems.append(problem)
     for key, value in overrides.items():
         test, what = RULES.get(key, (None, ""))
-        if test is None or (isinstance(value, str) and value[:1] in "@$%") or any(p.startswith(f"--{key}:") for p in problems):
+        if test is None or (isinstance(value, str) and value[:1] in "@$%"):
+            continue
+        if any(p.startswith(f"--{key}:") for p in problems):  # its type is wrong already
             continue
         if value is None and config.get(key, 0) is None:  # None where the bundle's default is None: "work it out"
             continue
@@ -165,7 +167,8 @@ def command_line_overrides(argv: Sequence[str]) -> tuple[list[str], dict, bool] 
         key, eq, value = arg[2:].partition("=")
         if not eq:
             value = rest.pop(0) if rest and not rest[0].startswith("--") else "True"
-        pairs[key.replace("-", "_") if key in {"config-file", "meta-file", "args-file"} else key] = DefaultParseValue(value)
+        key = key.replace("-", "_") if key in {"config-file", "meta-file", "args-file"} else key
+        pairs[key] = DefaultParseValue(value)
     if "args_file" in pairs:
         pairs = {**_read_args_file(pairs["args_file"]), **pairs}
     files = pairs.get("config_file") or []

@@ -1,9 +1,9 @@
 """A user's mistake ends a run with its message as the last thing printed, not buried under a traceback.
 
-:func:`install` sets ``sys.excepthook`` so that an uncaught exception whose chain holds one of :func:`user_error_types`
-(:func:`user_error_types`: a bad data file, a refused setting, a stale stage, a NaN) prints ``error: <its message>`` and where the full
-traceback was written; anything else prints as Python would. Bundle runs install it in their first ``initialize``
-entry (:func:`dcl_cstp_ext.settings.check_command_line`), the ``dcl-cstp`` command in ``main``.
+:func:`install` sets ``sys.excepthook`` so that an uncaught exception whose chain holds a user's mistake
+(:func:`user_error_types`: a bad data file, a refused setting, a stale stage, a NaN) prints ``error: <its message>``
+and where the full traceback was written; anything else prints as Python would. Bundle runs install it in their
+first ``initialize`` entry (:func:`dcl_cstp_ext.settings.check_command_line`), the ``dcl-cstp`` command in ``main``.
 """
 
 from __future__ import annotations

@@ -209,7 +209,8 @@ def test_bundle_derives_the_queue_size_caches_larger_than_the_views_and_scales_t
 
 
 def test_pretraining_on_a_plain_folder_of_images_runs_without_the_knn_monitor(tmp_path, demo_data, capfd):
-    """Issue #23: the README's plain folder of images (no labels, no masks) pre-trains; the monitor is off, said once."""
+    """Issue #23: the README's plain folder of images (no labels, no masks) pre-trains; the monitor is off (said
+    once)."""
     folder = tmp_path / "images"
     folder.mkdir()
     for i, src in enumerate(sorted((demo_data["kvasir_seg"] / "Kvasir-SEG" / "images").iterdir())):

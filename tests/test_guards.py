@@ -44,7 +44,8 @@ def _trainer(factors, epochs=1, lr=0.1, guard=True, batches=2):
 def test_a_nan_loss_stops_a_monai_trainer_before_its_step_naming_the_iteration_and_the_last_finite_loss():
     trainer, net = _trainer([1.0, 1.0, float("nan")], epochs=2)
     weights = {}
-    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: weights.update({e.state.iteration: net.weight.clone()}))
+    trainer.add_event_handler(Events.ITERATION_COMPLETED,
+                              lambda e: weights.update({e.state.iteration: net.weight.clone()}))
     with pytest.raises(FloatingPointError, match=r"non-finite loss nan at iteration 3 \(epoch 2\); the last finite "
                                                  r"loss was [0-9.e-]+ at iteration 2 \(lr 0.1\)"):
         trainer.run()

@@ -19,7 +19,7 @@ from dcl_cstp_ext.settings import SettingsError, check_command_line, check_overr
 from dcl_cstp_ext.short_errors import install, user_error
 
 BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
-KVASIR = [str(BUNDLES / "kvasir_seg" / "configs" / "train.json"), str(BUNDLES / "kvasir_seg" / "configs" / "presets" / "cpu.json")]
+KVASIR = [str(BUNDLES / "kvasir_seg" / "configs" / c) for c in ("train.json", "presets/cpu.json")]
 
 
 @pytest.fixture(scope="module")

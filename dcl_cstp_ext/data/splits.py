@@ -204,7 +204,8 @@ def resolve_datalist(
         for name in SPLITS:
             datalist.setdefault(name, [])
         if split_file is not None:
-            write_datalist(split_file, datalist, base_dir=root, meta={**(meta or {}), "image_files": count_image_files(root)})
+            meta = {**(meta or {}), "image_files": count_image_files(root)}
+            write_datalist(split_file, datalist, base_dir=root, meta=meta)
             logger.info("wrote split file %s", split_file)
         return datalist
     datalist = read_datalist(split_file, base_dir=root)

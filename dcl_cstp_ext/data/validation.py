@@ -102,8 +102,8 @@ def _check_item(item: Mapping[str, Any], check_images: bool, image_key: str, lab
         message = f"mask size {mask_size} differs from image size {img_size} (w, h)"
         turned = exif_orientation(image)
         if turned in _EXIF_TURNED and mask_size == img_size[::-1]:
-            message += (f"; the image carries EXIF orientation {turned} (shown turned by 90 degrees, read as stored), so "
-                        "its mask looks drawn on the turned view: store the image upright (e.g. PIL's "
+            message += (f"; the image carries EXIF orientation {turned} (shown turned by 90 degrees, read as "
+                        "stored), so its mask looks drawn on the turned view: store the image upright (e.g. PIL's "
                         "ImageOps.exif_transpose) or turn the mask back")
         problems.append((f"{image}, {mask}", message))
     return problems

@@ -2,7 +2,8 @@
 
 A stage is finished when ``<workdir>/DONE.json`` exists: a re-run skips it, provided it asks for the settings the
 stage was run with (the hash of its merged configuration, kept in ``DONE.json``); otherwise :class:`StaleStage` names
-the settings that differ. An interrupted stage has no marker and runs again; the bundles' own :class:`~dcl_cstp_ext.engines.ResumableCheckpoint` (its ``ckpt_dir`` lies in the
+the settings that differ. An interrupted stage has no marker and runs again; the bundles' own
+:class:`~dcl_cstp_ext.engines.ResumableCheckpoint` (its ``ckpt_dir`` lies in the
 stage folder) makes it continue where it stopped. A running stage holds its folder's lock
 (:func:`~dcl_cstp_ext.pipeline.lock.stage_lock`): another process asking for it gets :class:`StageBusy`.
 """
@@ -85,7 +86,8 @@ def settings_hash(settings: dict) -> str:
 
 def _flat(value, prefix: str = "") -> dict:
     if isinstance(value, dict) and value:
-        return {k: v for key, item in value.items() for k, v in _flat(item, f"{prefix}#{key}" if prefix else key).items()}
+        return {k: v for key, item in value.items()
+                for k, v in _flat(item, f"{prefix}#{key}" if prefix else key).items()}
     if isinstance(value, list) and value:
         return {k: v for i, item in enumerate(value) for k, v in _flat(item, f"{prefix}#{i}").items()}
     return {prefix: value}
@@ -102,8 +104,9 @@ def changed_settings(stage: BundleStage, done: dict | None = None) -> list[str]:
         return []
     old, new = _flat(done.get("config", {})), _flat(fresh)
     missing = "(unset)"
-    return [f"{k}: {old.get(k, missing)!r} -> {new.get(k, missing)!r}"
-            for k in sorted(old.keys() | new.keys()) if old.get(k, missing) != new.get(k, missing)] or ["(not recorded)"]
+    changed = [f"{k}: {old.get(k, missing)!r} -> {new.get(k, missing)!r}"
+               for k in sorted(old.keys() | new.keys()) if old.get(k, missing) != new.get(k, missing)]
+    return changed or ["(not recorded)"]
 
 
 def reset_stage(stage: BundleStage) -> None:
