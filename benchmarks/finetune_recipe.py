@@ -34,7 +34,7 @@ def evaluation_score(metrics: dict) -> float:
     """The headline number of an evaluation's ``metrics.json``: mean Dice (segmentation) or accuracy."""
     if "dice" in metrics:
         return float(metrics["dice"]["mean"])
-    return float(metrics["accuracy"])
+    return float(metrics.get("summary", metrics)["accuracy"])  # classification: under "summary"
 
 
 def recipe_row(task: str, data_root: str, out: str, name: str = "cpu", preset: str = "cpu",
@@ -56,13 +56,13 @@ def recipe_row(task: str, data_root: str, out: str, name: str = "cpu", preset: s
     key = METRIC[task]
     curve = [float(r[key]) for r in log if key in r]
     evaluations = {}
-    for flips in tta.split(","):
+    for flips in tta.split(",") if isinstance(tta, str) else tta:  # fire gives "none,h" as a tuple
         workdir = Path(evaluate.workdir).with_name(f"evaluate_tta_{flips}")
         stage = replace(evaluate, name=f"{evaluate.name}_tta_{flips}", workdir=workdir,
                         overrides={**evaluate.overrides, "tta": flips, "output_dir": str(workdir)})
         run_stages([stage], keep_checkpoints=True)
         metrics = json.loads((Path(stage.overrides["output_dir"]) / "metrics.json").read_text())
-        evaluations[flips] = {"score": evaluation_score(metrics), "split": metrics.get("split"), "n": metrics.get("n")}
+        evaluations[flips] = {"score": evaluation_score(metrics), "split": metrics.get("split"), "n": metrics.get("n", metrics.get("summary", {}).get("num_images"))}
     row = {
         "task": task, "name": name, "init": init, "encoder": encoder, "preset": preset, "overrides": overrides,
         "configs": train.configs, "seed": seed, "metric": key, "val_best": max(curve) if curve else None,
