@@ -325,3 +325,24 @@ def test_a_diverging_run_stops_at_the_first_non_finite_loss_and_saves_no_model(t
     if ckpt.exists():  # only a checkpoint written before the weights went wrong
         state = torch.load(ckpt, weights_only=True)["model"]
         assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+def test_tensorboard_keeps_the_per_iteration_loss_and_the_epoch_mean_under_separate_tags(trained):
+    """Issue #22: ``train_loss`` held both the iteration losses and, at steps 1, 2, ..., the epoch means."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, tmp, state = trained
+    events = EventAccumulator(str(tmp / "eval" / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train_loss")] == list(range(1, state.iteration + 1))
+    assert [e.step for e in events.Scalars("epoch/train_loss")] == [1]
+
+
+def test_every_trainer_writes_epoch_values_once():
+    """The trainers' TensorBoard handlers log iterations only: EpochSummary writes the epoch means (``epoch/...``)
+    and the k-NN monitor its accuracy, which the handler's epoch log would write a second time."""
+    for path in sorted(BUNDLES.glob("*/configs/train*.json")):
+        config = json.loads(path.read_text())
+        handlers = config.get("train#handlers") or config["train"]["handlers"]
+        boards = [h for h in handlers if isinstance(h, dict) and h.get("_target_") == "TensorBoardStatsHandler"]
+        assert boards and all(h["epoch_log"] is False for h in boards), path

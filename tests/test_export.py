@@ -3,13 +3,12 @@ forms it still reads, and MONAI's readers of the same file."""
 
 from __future__ import annotations
 
-import pickle
-
 import pytest
 import torch
 from monai.handlers import CheckpointLoader
 from torch import nn
 
+from dcl_cstp_ext.data import DataError
 from dcl_cstp_ext.networks import ExportMeta, read_export, read_export_meta, save_export, split_export
 
 
@@ -76,11 +75,25 @@ def test_a_planted_pickle_is_refused(tmp_path):
 
     path = tmp_path / "model.pt"
     torch.save({"model": _net().state_dict(), "meta": {"x": Planted()}}, path)
-    with pytest.raises(pickle.UnpicklingError, match="Unsupported global"):
+    with pytest.raises(DataError, match=r"model\.pt: holds .*open besides tensors and plain data; loading it could "
+                                        r"run code, so it is refused") as err:
         read_export(path)
-    with pytest.raises(pickle.UnpicklingError):
+    assert "weights_only" not in str(err.value)  # never torch's advice to load it unsafely
+    with pytest.raises(DataError, match="could run code"):
         read_export_meta(path)
     assert not marker.exists()
+
+
+def test_a_file_that_is_not_a_checkpoint_is_named(tmp_path):
+    """Issue #22: an empty file or random bytes as ``--pretrained_encoder`` named, without torch's unsafe advice."""
+    empty, noise = tmp_path / "empty.pt", tmp_path / "noise.pt"
+    empty.write_bytes(b"")
+    noise.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(DataError, match=r"empty\.pt: empty file, not a PyTorch checkpoint"):
+        read_export(empty)
+    with pytest.raises(DataError, match=r"noise\.pt: not a PyTorch checkpoint \(or a damaged one\)") as err:
+        read_export(noise)
+    assert "weights_only" not in str(err.value)
 
 
 def test_inference_reads_the_trained_settings_and_checks_what_it_is_asked(tmp_path, caplog):

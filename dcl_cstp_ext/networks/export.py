@@ -13,6 +13,7 @@ Earlier files still read: a bare state dict (``meta`` empty), ``{"model", "info"
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import tempfile
 from collections.abc import Mapping
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from ..data.errors import DataError
 
 __all__ = ["ExportMeta", "atomic_save", "check_against_training", "read_export", "read_export_meta",
            "remove_stale_temporaries", "save_export", "split_export", "trained_settings"]
@@ -73,15 +76,29 @@ def split_export(obj: object, where: str = "checkpoint") -> tuple[dict, dict]:
 
 
 def _load(path: str | os.PathLike, map_location: str | torch.device = "cpu", mmap: bool = False) -> object:
+    """``torch.load(weights_only=True)`` of ``path``; a file that is not a checkpoint, or that holds anything but
+    tensors and plain data, is refused with a ``DataError`` naming it (never with torch's advice to load it
+    unsafely)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights not found: {path}")
-    if mmap:
-        try:
-            return torch.load(path, map_location=map_location, weights_only=True, mmap=True)
-        except RuntimeError:  # not a zip-format file: no mmap
-            pass
-    return torch.load(path, map_location=map_location, weights_only=True)
+    if path.stat().st_size == 0:
+        raise DataError.in_file(path, "empty file, not a PyTorch checkpoint")
+    try:
+        if mmap:
+            try:
+                return torch.load(path, map_location=map_location, weights_only=True, mmap=True)
+            except RuntimeError:  # not a zip-format file: no mmap
+                pass
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"GLOBAL (\S+)", str(err))
+        if found:
+            raise DataError.in_file(path, f"holds {found.group(1)} besides tensors and plain data; loading it could run "
+                                          "code, so it is refused (save the weights as a state dict instead)") from None
+        raise DataError.in_file(path, "not a PyTorch checkpoint (or a damaged one)") from None
+    except (EOFError, RuntimeError, ValueError) as err:
+        raise DataError.in_file(path, f"not a PyTorch checkpoint (or a damaged one): {type(err).__name__}") from None
 
 
 def read_export(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[dict, dict]:
