@@ -143,6 +143,18 @@ class CLI:
         _log_to_stdout()
         print(f"report: {write_report(run_dir)}")
 
+    def download(self, name: str, index: str, bundle_dir: str = "bundles", version: str | None = None,
+                 overwrite: bool = False):
+        """The checked download of a released bundle into --bundle-dir/NAME: --index is the release's index.json
+        (a URL or a path; `dcl-cstp package` writes it). The zip's sha256 is compared with the index's, unsafe or
+        damaged zips are refused, all before anything is extracted; the bundle is extracted into a temporary folder
+        and moved into place only when complete. --version: one release of NAME (default: the index's);
+        --overwrite: replace an existing copy (once the new one is complete)."""
+        from .download import download_bundle
+
+        _log_to_stdout()
+        print(download_bundle(name, index, bundle_dir=bundle_dir, version=version, overwrite=bool(overwrite)))
+
     def package(self, out: str = "dist", bundles=None, bundles_dir: str = "bundles", base_url: str | None = None,
                 require_weights: bool = False):
         """Release packaging: one reproducible ``<name>_v<version>.zip`` per bundle (the bundle folder at its top,

@@ -1,9 +1,10 @@
 """A user's mistake ends a run with its message as the last thing printed, not buried under a traceback.
 
 :func:`install` sets ``sys.excepthook`` so that an uncaught exception whose chain holds a user's mistake
-(:func:`user_error_types`: a bad data file, a refused setting, a stale stage, a NaN) prints ``error: <its message>``
-and where the full traceback was written; anything else prints as Python would. Bundle runs install it in their
-first ``initialize`` entry (:func:`dcl_cstp_ext.settings.check_command_line`), the ``dcl-cstp`` command in ``main``.
+(:func:`user_error_types`: a bad data file, a refused download or setting, a stale stage, a NaN) prints
+``error: <its message>`` and where the full traceback was written; anything else prints as Python would. Bundle
+runs install it in their first ``initialize`` entry (:func:`dcl_cstp_ext.settings.check_command_line`), the
+``dcl-cstp`` command in ``main``.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ __all__ = ["install", "user_error", "user_error_types"]
 def user_error_types() -> tuple[type[BaseException], ...]:
     """The exceptions that mean a user's mistake, each with a message that says what to change."""
     from .data.errors import DataError
+    from .download import DownloadError
     from .pipeline.runner import StaleStage
     from .settings import SettingsError
 
-    return DataError, SettingsError, StaleStage, FloatingPointError
+    return DataError, DownloadError, SettingsError, StaleStage, FloatingPointError
 
 
 def user_error(exc: BaseException | None) -> BaseException | None:

@@ -22,6 +22,7 @@ from monai.networks.nets import FlexibleUNet
 from PIL import Image
 
 from dcl_cstp_ext.cli import CLI
+from dcl_cstp_ext.download import DownloadError
 
 BACKBONE = "resnet10"  # the smallest FlexibleUNet encoder: a small zip, a quick test
 VERSION = json.loads((BUNDLES / "kvasir_seg" / "configs" / "metadata.json").read_text())["version"]
@@ -189,3 +190,81 @@ def test_checksum_verified_download_and_a_tampered_zip(release, server, tmp_path
         download_url(f"{server}/tampered/{entry['file']}", filepath=str(bad / "pneumonia_cls.zip"),
                      hash_val=entry["sha256"], hash_type="sha256", progress=False)
     assert not (bad / "pneumonia_cls").exists() and not (bad / "pneumonia_cls.zip").exists()
+
+
+def _zip(path, entries):
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return path
+
+
+def _index(folder, name, file):
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256((folder / file).read_bytes()).hexdigest()
+    index = {"bundles": [{"name": name, "version": VERSION, "file": file, "sha256": digest, "hash_type": "sha256"}]}
+    (folder / "index.json").write_text(json.dumps(index))
+    return folder / "index.json"
+
+
+def test_the_checked_download_installs_a_verified_release(release, server, tmp_path):
+    """Issue #22: one command checks the index's sha256 before extracting and moves the bundle into place whole."""
+    from dcl_cstp_ext.download import download_bundle
+
+    bundles = tmp_path / "bundles"
+    root = download_bundle("kvasir_seg", f"{server}/dist/index.json", bundles)
+    assert root == bundles / "kvasir_seg" and (root / "models" / "model.pt").is_file()
+    assert sorted(p.name for p in bundles.iterdir()) == ["kvasir_seg"]  # no temporary folder left
+    with pytest.raises(DownloadError, match="exists: pass --overwrite"):
+        download_bundle("kvasir_seg", f"{server}/dist/index.json", bundles)
+    (root / "marker").write_text("old copy")
+    download_bundle("kvasir_seg", str(release["dist"] / "index.json"), bundles, overwrite=True)  # a local index
+    assert not (root / "marker").exists()
+    with pytest.raises(DownloadError, match="no bundle isic_seg .it lists kvasir_seg"):
+        download_bundle("isic_seg", f"{server}/dist/index.json", bundles)
+
+
+def test_the_checked_download_refuses_a_tampered_release_and_writes_nothing(release, server, tmp_path):
+    from dcl_cstp_ext.download import download_bundle
+
+    entry = {e["name"]: e for e in json.loads((release["dist"] / "index.json").read_text())["bundles"]}["pneumonia_cls"]
+    tampered = tmp_path / "served"
+    tampered.mkdir()
+    data = bytearray((release["dist"] / entry["file"]).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (tampered / entry["file"]).write_bytes(bytes(data))
+    (tampered / "index.json").write_text(json.dumps({"bundles": [entry]}))  # the release's own checksum
+    bundles = tmp_path / "bundles"
+    with pytest.raises(DownloadError, match="differs from the index's"):
+        download_bundle("pneumonia_cls", str(tampered / "index.json"), bundles)
+    assert list(bundles.iterdir()) == []
+
+
+def test_the_checked_download_refuses_unsafe_or_damaged_zips_before_writing(tmp_path):
+    from dcl_cstp_ext.download import download_bundle
+
+    meta = {"kvasir_seg/configs/metadata.json": "{}"}
+    cases = {
+        "climbs.zip": ({**meta, "kvasir_seg/../../evil.txt": "x"}, "unsafe path"),
+        "absolute.zip": ({**meta, "/tmp/evil.txt": "x"}, "unsafe path"),
+        "outside.zip": ({**meta, "other/file.txt": "x"}, "lies outside the bundle folder"),
+    }
+    for file, (entries, message) in cases.items():
+        served = tmp_path / file.removesuffix(".zip")
+        served.mkdir()
+        _zip(served / file, entries)
+        bundles = tmp_path / f"bundles_{served.name}"
+        with pytest.raises(DownloadError, match=message):
+            download_bundle("kvasir_seg", str(_index(served, "kvasir_seg", file)), bundles)
+        assert list(bundles.iterdir()) == [] and not (tmp_path / "evil.txt").exists()
+
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    data = bytearray(_zip(damaged / "d.zip", {**meta, "kvasir_seg/models/model.pt": "w" * 4000}).read_bytes())
+    at = data.index(b"w" * 100)
+    data[at + 10] ^= 0x01  # one stored byte: the CRC no longer matches
+    (damaged / "d.zip").write_bytes(bytes(data))
+    bundles = tmp_path / "bundles_damaged"
+    with pytest.raises(DownloadError, match=r"kvasir_seg/models/model\.pt is damaged \(CRC\)"):
+        download_bundle("kvasir_seg", str(_index(damaged, "kvasir_seg", "d.zip")), bundles)
+    assert list(bundles.iterdir()) == []
