@@ -51,4 +51,4 @@ def test_every_inference_config_passes_skip_invalid_on():
     for bundle in ("kvasir_seg", "isic_seg", "pneumonia_cls"):
         path = Path(__file__).resolve().parents[1] / "bundles" / bundle / "configs" / "inference.json"
         config = json.loads(path.read_text())
-        assert config["skip_invalid"] is False and "skip_invalid=@skip_invalid" in config["datalist"], bundle
+        assert config["skip_invalid"] is False and "@skip_invalid)" in config["datalist"], bundle

@@ -11,10 +11,12 @@ import sys
 import pytest
 import torch
 from conftest import BUNDLES, REPO, run_bundle
+from monai.bundle import ConfigParser
 from PIL import Image
 
 from dcl_cstp_ext.data import build_datalist, build_pretrain_datalist, read_datalist
 from dcl_cstp_ext.generative import compute_scale_factor
+from dcl_cstp_ext.settings import SettingsError, check_overrides
 
 NETS = {
     "image_size": 32,
@@ -215,15 +217,22 @@ def test_ddp_two_ranks_train_both_stages(tmp_path, demo_data):
     common = ["--bundle_root", str(root), "--dataset_dir", str(demo_data["kvasir_seg"]),
               "--ckpt_dir", str(tmp_path / "models"), "--adv_warmup_epochs", "0",
               "--max_epochs", "1"]
-    for k, v in TRAIN.items():
-        if k != "device":
-            common += [f"--{k}", json.dumps(v) if isinstance(v, list) else str(v)]
     for port, stage in ((29541, ["train_autoencoder.json", "multi_gpu_train_autoencoder.json"]),
                         (29542, ["train_autoencoder.json", "train_diffusion.json", "multi_gpu_train_diffusion.json"])):
         files = ",".join(f"'{root}/configs/{c}'" for c in stage)
+        parser = ConfigParser()
+        parser.read_config([str(root / "configs" / c) for c in stage])
+        settings = []  # the stage's own keys: the settings check refuses the other stage's (unet_* ...)
+        for k, v in TRAIN.items():
+            try:
+                check_overrides(parser.get(), {k: v})
+            except SettingsError:
+                continue
+            if k != "device":
+                settings += [f"--{k}", json.dumps(v) if isinstance(v, list) else str(v)]
         args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
                 "-m", "monai.bundle", "run", "--config_file", f"[{files}]",
-                "--output_dir", str(tmp_path / stage[-1].removesuffix(".json")), *common]
+                "--output_dir", str(tmp_path / stage[-1].removesuffix(".json")), *common, *settings]
         proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
     ae = torch.load(tmp_path / "models" / "autoencoder_checkpoint.pt", weights_only=True)
