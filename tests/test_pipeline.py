@@ -229,7 +229,7 @@ def test_finetuning_of_a_pretrained_init_layers_its_own_recipe(tmp_path, demo_da
 
     fake = tmp_path / "bundles"
     shutil.copytree(bundles_dir() / "kvasir_seg" / "configs", fake / "kvasir_seg" / "configs")
-    (fake / "kvasir_seg" / "configs" / "presets" / "init_pretrained").mkdir()
+    (fake / "kvasir_seg" / "configs" / "presets" / "init_pretrained").mkdir(exist_ok=True)
     (fake / "kvasir_seg" / "configs" / "presets" / "init_pretrained" / "cpu.json").write_text('{"encoder_lr_scale": 0.1}')
     monkeypatch.setattr(presets, "bundles_dir", lambda: fake)
     stages = plan(_cfg(tmp_path, demo_data, preset="cpu", methods=("random", "simclr")))
