@@ -57,6 +57,7 @@ def test_a_finished_stage_records_its_settings_and_refuses_other_ones(tmp_path, 
     done = stage_done(_stage(tmp_path))
     assert done["config"]["max_epochs"] == 1 and len(done["config_hash"]) == 16 and "bundle_root" not in done["config"]
     run_stage(_stage(tmp_path))  # the same settings: skipped
+    run_stage(_stage(tmp_path, device="cuda:1"))  # another device (pipelines sharing the run folder): skipped
     assert len(recorded) == 1
     with pytest.raises(StaleStage, match=r"was run with other settings: lr: 0\.0001 -> 0\.1; max_epochs: 1 -> 3"):
         run_stage(_stage(tmp_path, max_epochs=3, lr=0.1))

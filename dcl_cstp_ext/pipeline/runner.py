@@ -55,8 +55,9 @@ class BundleStage:
     needs: tuple[str, ...] = ()
 
 
-#: merged-configuration keys that do not change what a stage computes (where the bundle lies, its metadata)
-UNCOMPARED_KEYS = ("bundle_root", "_meta_")
+#: merged-configuration keys that do not change what a stage computes: where the bundle lies, its metadata, and the
+#: device (pipelines sharing one run folder run its stages on cuda:0, cuda:1, ...)
+UNCOMPARED_KEYS = ("bundle_root", "_meta_", "device")
 
 
 class StaleStage(RuntimeError):
