@@ -86,3 +86,25 @@ def test_training_with_tracking_mlflow(bundle, store, tmp_path, demo_data):
     # MONAI saves the executed config next to the outputs; TensorBoard logging is unchanged
     assert list((tmp_path / "eval").glob("config_*.json"))
     assert list((tmp_path / "eval").rglob("events.out.tfevents.*"))
+
+
+def test_the_config_artifact_with_an_absolute_output_dir_needs_save_execute_config(store, tmp_path, demo_data):
+    """Issue #22, as the README documents it: MONAI 1.6.1 appends ``+ '/config_<time>.json'`` to a plain
+    ``output_dir`` path, which names no file, so no config artifact is logged; ``save_execute_config`` with a path
+    is written and logged as it is."""
+    from monai.bundle.scripts import run
+
+    root, uri = store
+    folder = BUNDLES / "kvasir_seg"
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    for name, extra in (("plain_output_dir", {}),
+                        ("explicit_config", {"save_execute_config": str(tmp_path / "b" / "eval" / "config.json")})):
+        out = tmp_path / ("a" if not extra else "b")
+        run(config_file=str(folder / "configs" / "train.json"), meta_file=str(folder / "configs" / "metadata.json"),
+            logging_file=str(folder / "configs" / "logging.conf"), tracking="mlflow", bundle_root=str(folder),
+            tracking_uri=uri, experiment_name=name, dataset_dir=str(demo_data["kvasir_seg"]),
+            output_dir=str(out / "eval"), ckpt_dir=str(out / "models"), device="cpu",
+            **{"train#trainer#epoch_length": 2}, **SEG, **extra)
+        run_id = client.search_runs([client.get_experiment_by_name(name).experiment_id])[0].info.run_id
+        artifacts = [a.path for a in client.list_artifacts(run_id)]
+        assert artifacts == ([] if not extra else ["config.json"]), (name, artifacts)
