@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .errors import DataError
-from .formats import IMAGE_EXTENSIONS
+from .layout import list_images
 from .validation import validate_datalist
 
 __all__ = [
@@ -164,13 +164,9 @@ def read_datalist(path: str | Path, base_dir: str | Path | None = None) -> Datal
 
 
 def count_image_files(root: str | Path) -> int:
-    """How many image files (masks included) lie under ``root``, hidden folders left out: what a split was made
-    from, recorded in its file to notice a data folder that changed since."""
-    count = 0
-    for _folder, dirs, files in os.walk(root):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        count += sum(1 for f in files if Path(f).suffix.lower() in IMAGE_EXTENSIONS or f.lower().endswith(".nii.gz"))
-    return count
+    """How many image files (masks included) lie under ``root`` (:func:`~dcl_cstp_ext.data.layout.list_images`):
+    what a split was made from, recorded in its file to notice a data folder that changed since."""
+    return len(list_images(Path(root), recursive=True))
 
 
 def _warn_if_data_changed(split_file: Path, root: Path, datalist: Datalist) -> None:

@@ -9,11 +9,11 @@ import math
 
 import torch
 from ignite.engine import Engine, Events
+from monai.engines import SupervisedTrainer
 from monai.engines.utils import IterationEvents
 from monai.utils import CommonKeys
 
 from ..networks.utils import unwrap
-from .trainer_base import StepTrainer
 
 __all__ = ["LossGuard", "non_finite_tensors"]
 
@@ -66,10 +66,10 @@ class LossGuard:
         self._count = 0
 
     def attach(self, engine: Engine) -> None:
-        if isinstance(engine, StepTrainer) or IterationEvents.LOSS_COMPLETED not in engine._allowed_events:
-            engine.add_event_handler(Events.ITERATION_COMPLETED, self.check_loss)
-        else:  # MONAI's SupervisedTrainer fires it after the loss, before backward and step
+        if isinstance(engine, SupervisedTrainer):  # fires this after the loss, before backward and step
             engine.add_event_handler(IterationEvents.LOSS_COMPLETED, self.check_loss)
+        else:  # a StepTrainer refuses a non-finite loss itself, before its step
+            engine.add_event_handler(Events.ITERATION_COMPLETED, self.check_loss)
         engine.add_event_handler(Events.EPOCH_STARTED, self._reset)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self.check_epoch)
 

@@ -12,6 +12,7 @@ Earlier files still read: a bare state dict (``meta`` empty), ``{"model", "info"
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import re
@@ -26,6 +27,8 @@ from ..data.errors import DataError
 
 __all__ = ["ExportMeta", "atomic_save", "check_against_training", "read_export", "read_export_meta",
            "remove_stale_temporaries", "save_export", "split_export", "trained_settings"]
+
+logger = logging.getLogger(__name__)
 
 #: the name ``tempfile.mkstemp(prefix=".<name>.")`` gives a temporary of ``<name>.pt`` in :func:`atomic_save`
 _TEMPORARY = re.compile(r"\.(.+\.pt)\.[a-z0-9_]{8}")
@@ -126,8 +129,6 @@ def check_against_training(path: str | os.PathLike | None, **asked: Any) -> None
     """Compare the settings an inference run ``asked`` for with those the export at ``path`` was trained with:
     another architecture (``backbone``, channels) is refused (its weights would not load), another ``image_size``
     is warned about (the model runs, but on images of a size it has not seen). Nothing when the file is missing."""
-    import logging
-
     from ..settings import SettingsError
 
     if not (path and Path(path).is_file()):
@@ -140,7 +141,7 @@ def check_against_training(path: str | os.PathLike | None, **asked: Any) -> None
                             + "; this run asks for " + ", ".join(f"{k} {a!r}" for k, (_, a) in differ.items())
                             + ": leave them unset (they are read from the model) or pass the model's")
     if size:
-        logging.getLogger(__name__).warning(
+        logger.warning(
             f"{path} was trained at image_size {size[0]} but runs at {size[1]}: its results may be worse than "
             f"validated; leave image_size unset to use the model's ({size[0]})"
         )

@@ -19,8 +19,6 @@ import logging
 import time
 from pathlib import Path
 
-from monai.bundle import ConfigParser
-
 from ..reports.pipeline_report import write_report
 from ..settings import SettingsError
 from ..settings import check_overrides as settings_check
@@ -31,8 +29,8 @@ from .runner import (
     BundleStage,
     StageBusy,
     StaleStage,
-    bundles_dir,
     changed_settings,
+    merged_config,
     reset_stage,
     run_stage,
     stage_done,
@@ -99,9 +97,7 @@ def check_overrides(cfg: PipelineConfig, stages: list[BundleStage]) -> None:
     def raw(stage: BundleStage) -> dict:
         key = (stage.bundle, tuple(stage.configs))
         if key not in configs:
-            parser = ConfigParser()
-            parser.read_config([str(bundles_dir() / stage.bundle / "configs" / c) for c in stage.configs])
-            configs[key] = parser.get()
+            configs[key] = merged_config(stage, overrides=False)
         return configs[key]
 
     problems = []

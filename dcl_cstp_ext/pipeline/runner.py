@@ -26,8 +26,8 @@ from ..networks.export import remove_stale_temporaries
 from ..utils import environment_info
 from .lock import StageBusy, stage_lock
 
-__all__ = ["BundleStage", "StageBusy", "StaleStage", "bundles_dir", "changed_settings", "reset_stage", "run_stage",
-           "stage_done", "stage_settings"]
+__all__ = ["BundleStage", "StageBusy", "StaleStage", "bundles_dir", "changed_settings", "merged_config", "reset_stage",
+           "run_stage", "stage_done", "stage_settings"]
 
 logger = logging.getLogger("dcl_cstp.pipeline")
 
@@ -69,14 +69,19 @@ def stage_done(stage: BundleStage) -> dict | None:
     return json.loads(marker.read_text()) if marker.is_file() else None
 
 
-def stage_settings(stage: BundleStage) -> dict:
-    """What ``stage`` asks to run: its bundle's config files merged in order with its overrides, unresolved (no
-    :data:`UNCOMPARED_KEYS`); plain data, as JSON writes it."""
-    root = bundles_dir() / stage.bundle
+def merged_config(stage: BundleStage, overrides: bool = True) -> dict:
+    """``stage``'s bundle config files merged in order, unresolved, with its overrides (or without)."""
     parser = ConfigParser()
-    parser.read_config([str(root / "configs" / c) for c in stage.configs])
-    parser.update(dict(stage.overrides))
-    config = {k: v for k, v in parser.get().items() if k not in UNCOMPARED_KEYS}
+    parser.read_config([str(bundles_dir() / stage.bundle / "configs" / c) for c in stage.configs])
+    if overrides:
+        parser.update(dict(stage.overrides))
+    return parser.get()
+
+
+def stage_settings(stage: BundleStage) -> dict:
+    """What ``stage`` asks to run: :func:`merged_config` without :data:`UNCOMPARED_KEYS`; plain data, as JSON
+    writes it."""
+    config = {k: v for k, v in merged_config(stage).items() if k not in UNCOMPARED_KEYS}
     return json.loads(json.dumps(config, default=str))
 
 
