@@ -1,7 +1,8 @@
 """Model-zoo style verification of every bundle under ``bundles/`` (offline).
 
-Per bundle: required files; ``version`` present in ``changelog``; metadata against the schema kept in
-``ci/schema/metadata.schema.json``; JSON files parse and are formatted (4-space indent); ``verify_net_in_out`` on
+Per bundle: required files; ``version`` present in ``changelog``; metadata against the model zoo's published schema
+(``ci/schema/meta_schema_20240725.json``, an offline copy, see ``ci/README.md``) and the project's stricter rules
+(:func:`check_project_rules`); JSON files parse and are formatted (4-space indent); ``verify_net_in_out`` on
 ``network_def``; ``ckpt_export`` to TorchScript of a freshly initialised checkpoint and the exported model's output
 equal to the checkpoint's. The bundles' own train -> evaluate -> infer runs on tiny built-in data are the
 ``tests/test_bundle_*.py`` tests (``make test`` runs both).
@@ -12,6 +13,7 @@ equal to the checkpoint's. The bundles' own train -> evaluate -> infer runs on t
 from __future__ import annotations
 
 import json
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -20,16 +22,21 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLES = ROOT / "bundles"
-SCHEMA = ROOT / "ci" / "schema" / "metadata.schema.json"
+#: the model zoo's metadata schema, byte for byte as published (the URL every bundle's ``schema`` names)
+SCHEMA = ROOT / "ci" / "schema" / "meta_schema_20240725.json"
 REQUIRED = ["LICENSE", "configs/metadata.json", "configs/inference.json", "configs/logging.conf", "docs/README.md",
             "docs/data_license.txt", "large_files.yml"]
 #: config whose network_def is checked, and the one exported to TorchScript, when not inference.json
-NET_CONFIG = {"dcl_pretrain": ("train.json", "inference.json")}
+NET_CONFIG: dict[str, tuple[str, str]] = {}
 #: bundles whose network_def the zoo's I/O and export checks cannot drive, and why
 NET_CHECK_SKIPPED = {
     "ldm_synthesis": "network_def is the latent DiffusionModelUNet, called as (latent, timesteps), which "
     "verify_net_in_out and the export check cannot feed; its shapes are tested in tests/test_ldm_*.py",
 }
+
+
+#: required packages that no public index holds: the metadata must say where each comes from
+PRIVATE_PACKAGES = ("dcl-cstp",)
 
 
 class BundleError(AssertionError):
@@ -43,16 +50,49 @@ def check_files(bundle: Path) -> None:
 
 
 def check_metadata(bundle: Path) -> dict:
+    """The zoo's schema (what ``ci/verify_bundle.py`` of the model zoo checks), then :func:`check_project_rules`."""
     import jsonschema
 
     meta = json.loads((bundle / "configs" / "metadata.json").read_text())
     if meta.get("version") not in meta.get("changelog", {}):
         raise BundleError(f"{bundle.name}: version {meta.get('version')} is not in the changelog")
+    if str(meta.get("schema", "")).rsplit("/", 1)[-1] != SCHEMA.name:
+        raise BundleError(f"{bundle.name}: metadata.json: schema should name {SCHEMA.name}, got {meta.get('schema')!r}")
     try:
         jsonschema.validate(meta, json.loads(SCHEMA.read_text()))
     except jsonschema.ValidationError as err:
         raise BundleError(f"{bundle.name}: metadata.json: {err.message} at {list(err.absolute_path)}") from err
+    check_project_rules(bundle.name, meta)
     return meta
+
+
+def check_project_rules(name: str, meta: dict) -> None:
+    """What the zoo's schema allows but a zoo bundle never does: a ``version`` that is not ``X.Y.Z``;
+    ``eval_metrics`` that are not numbers (the zoo gives the scores achieved); a ``channel_def`` whose entries are not
+    one per channel; a ``value_range`` that is neither empty nor ``[low, high]``; a required package without a
+    ``required_packages_source`` entry saying where it comes from, when it is on no public index."""
+    problems = []
+    if not re.fullmatch(r"\d+\.\d+\.\d+", str(meta.get("version", ""))):
+        problems.append(f"version {meta.get('version')!r} is not X.Y.Z")
+    for key, value in meta.get("eval_metrics", {}).items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            problems.append(f"eval_metrics.{key} is {value!r}, not a number")
+    for fmt in [k for k in meta if k.endswith("data_format")]:
+        for side in ("inputs", "outputs", "post_processed_outputs"):
+            for key, t in meta[fmt].get(side, {}).items():
+                where = f"{fmt}.{side}.{key}"
+                if not isinstance(t, dict):
+                    continue
+                if "channel_def" in t and len(t["channel_def"]) != t.get("num_channels"):
+                    problems.append(f"{where}: {len(t['channel_def'])} channel_def entries for num_channels "
+                                    f"{t.get('num_channels')}")
+                if len(t.get("value_range", [])) not in (0, 2):
+                    problems.append(f"{where}: value_range {t['value_range']} is neither [] nor [low, high]")
+    for package in meta.get("required_packages_version", {}):
+        if package in PRIVATE_PACKAGES and package not in meta.get("required_packages_source", {}):
+            problems.append(f"required_packages_source does not say where {package} comes from")
+    if problems:
+        raise BundleError(f"{name}: metadata.json: " + "; ".join(problems))
 
 
 def check_json_format(bundle: Path) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -22,12 +22,14 @@ class PretrainTrainer(StepTrainer):
 
     Args:
         device, max_epochs, train_data_loader, epoch_length, non_blocking, amp, grad_clip, channels_last,
-            train_handlers: as :class:`~dcl_cstp_ext.engines.trainer_base.StepTrainer`.
+            key_train_metric, train_handlers: as :class:`~dcl_cstp_ext.engines.trainer_base.StepTrainer`.
         network: the pre-training method.
         optimizer: its optimiser.
         view_keys: batch keys of the views, in the order the method expects.
         index_key: batch key of the images' data-set indices ``(B,)`` (``SeededAugmentDataset``); a batch without
             it trains as before, with no own-image masking in the memory bank.
+        inferer: runs the forward, ``inferer(views, network, indices)`` (the model zoo's ``train#inferer``, MONAI's
+            ``SimpleInferer``); None calls ``network(views, indices)``.
     """
 
     def __init__(
@@ -39,19 +41,22 @@ class PretrainTrainer(StepTrainer):
         optimizer: torch.optim.Optimizer,
         view_keys: Sequence[str] = ("view1", "view2", "view3"),
         index_key: str = "sample_index",
+        inferer: Callable | None = None,
         epoch_length: int | None = None,
         non_blocking: bool = True,
         amp: bool = False,
         grad_clip: float | None = None,
         channels_last: bool = False,
+        key_train_metric: dict | None = None,
         train_handlers: Sequence | None = None,
     ) -> None:
         super().__init__(device, max_epochs, train_data_loader, network, optimizer, epoch_length=epoch_length,
                          non_blocking=non_blocking, amp=amp, grad_clip=grad_clip, channels_last=channels_last,
-                         train_handlers=train_handlers)
+                         key_train_metric=key_train_metric, train_handlers=train_handlers)
         _check_bn_splits(network, train_data_loader)
         self.view_keys = tuple(view_keys)
         self.index_key = index_key
+        self.inferer = inferer
 
     def train_step(self, batchdata: dict) -> dict[str, torch.Tensor]:
         self.require_keys(batchdata, self.view_keys)
@@ -60,7 +65,7 @@ class PretrainTrainer(StepTrainer):
         if indices is not None:
             indices = self.to_device(indices)
         return ssl_train_step(self.network, self.optimizer, views, amp=self.amp, scaler=self.scaler,
-                              grad_clip=self.grad_clip, indices=indices)
+                              grad_clip=self.grad_clip, indices=indices, inferer=self.inferer)
 
 
 def _check_bn_splits(network: torch.nn.Module, loader) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import torch
 
@@ -56,6 +56,10 @@ def optimizer_step(
         optimizer.step()
 
 
+def _call(views: list[torch.Tensor], method: torch.nn.Module, indices: torch.Tensor | None) -> dict:
+    return method(views, indices)
+
+
 def ssl_train_step(
     method: SSLMethod,
     optimizer: torch.optim.Optimizer,
@@ -64,20 +68,22 @@ def ssl_train_step(
     scaler: torch.amp.GradScaler | None = None,
     grad_clip: float | None = None,
     indices: torch.Tensor | None = None,
+    inferer: Callable | None = None,
 ) -> dict[str, torch.Tensor]:
     """Forward all views ``(B, C, H, W)``, then :func:`optimizer_step` on ``loss``, then
     ``method.on_train_batch_end()`` (momentum and queue update).
 
     ``method`` may be wrapped in ``DistributedDataParallel``. ``indices (B,)``: the batch's data-set indices, which a
     memory bank stores with its keys (to leave out a query's own image), or None. ``scaler``: see
-    :func:`grad_scaler_for`.
+    :func:`grad_scaler_for`. ``inferer``: calls ``inferer(views, method, indices)`` for the forward (MONAI's
+    ``SimpleInferer`` signature; the default calls ``method(views, indices)``, which is the same).
 
     Returns the method's output dict of scalars (``loss`` detached).
     """
     method.train()
     optimizer.zero_grad(set_to_none=True)
     with autocast_for(views[0].device, amp):
-        out = method(list(views), indices)  # through forward, so that a DDP wrapper synchronises the gradients
+        out = (inferer or _call)(list(views), method, indices)  # through forward, so that a DDP wrapper synchronises the gradients
     loss = out["loss"]
     optimizer_step(loss, optimizer, method.parameters(), scaler, grad_clip, terms=out)
     unwrap(method).on_train_batch_end()

@@ -64,9 +64,12 @@ def mlflow_compatible(handlers: Sequence | None) -> list | None:
     return handlers
 
 
-def trainer_handlers(all_ranks: Sequence, main_process: Sequence) -> list:
-    """A trainer's handler list: ``all_ranks`` on every process, ``main_process`` (``train#handlers``, where MONAI's
-    ``--tracking`` appends its handler) only on DDP rank 0 or without DDP; through :func:`mlflow_compatible`. A None
-    entry (a handler that does not apply, such as the k-NN monitor without labels) is left out."""
-    handlers = [*all_ranks, *(main_process if is_main_process() else [])]
+def trainer_handlers(all_ranks: Sequence, main_process: Sequence, validation: Any = None) -> list:
+    """A trainer's handler list: ``all_ranks`` on every process, then ``validation`` (``validate#...``: one handler
+    or a list, such as the pre-training's k-NN monitor) and ``main_process`` (``train#handlers``, where MONAI's
+    ``--tracking`` appends its handler) only on DDP rank 0 or without DDP; through :func:`mlflow_compatible`. The
+    validation comes before ``main_process`` so that an epoch summary there sees its result. A None entry (a handler
+    that does not apply, such as the k-NN monitor without labels) is left out."""
+    validation = list(validation) if isinstance(validation, (list, tuple)) else [validation]
+    handlers = [*all_ranks, *([*validation, *main_process] if is_main_process() else [])]
     return mlflow_compatible([h for h in handlers if h is not None])

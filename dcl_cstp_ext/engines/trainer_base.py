@@ -34,6 +34,8 @@ class StepTrainer(Trainer):
         amp: mixed precision, as above.
         grad_clip: max gradient norm of ``network``, or None.
         channels_last: the channels-last memory format for ``(B, C, H, W)`` batch tensors (pays with AMP on GPUs).
+        key_train_metric: MONAI's ``{name: metric}`` computed on the training outputs (the model zoo's
+            ``train#key_metric``; None, the default, for methods whose outputs are losses only).
     """
 
     def __init__(
@@ -48,6 +50,7 @@ class StepTrainer(Trainer):
         amp: bool = False,
         grad_clip: float | None = None,
         channels_last: bool = False,
+        key_train_metric: dict | None = None,
         train_handlers: Sequence | None = None,
     ) -> None:
         super().__init__(
@@ -56,6 +59,7 @@ class StepTrainer(Trainer):
             data_loader=train_data_loader,
             epoch_length=epoch_length,
             non_blocking=non_blocking,
+            key_metric=key_train_metric,
             handlers=train_handlers,
             amp=amp,
             decollate=False,

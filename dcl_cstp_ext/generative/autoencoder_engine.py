@@ -59,11 +59,12 @@ class AutoencoderTrainer(StepTrainer):
         amp: bool = False,
         grad_clip: float | None = None,
         channels_last: bool = False,
+        key_train_metric: dict | None = None,
         train_handlers: Sequence | None = None,
     ) -> None:
         super().__init__(device, max_epochs, train_data_loader, network, optimizer, epoch_length=epoch_length,
                          non_blocking=non_blocking, amp=amp, grad_clip=grad_clip, channels_last=channels_last,
-                         train_handlers=train_handlers)
+                         key_train_metric=key_train_metric, train_handlers=train_handlers)
         if discriminator is not None and d_optimizer is None:
             raise ValueError("a discriminator needs its optimiser (d_optimizer)")
         self.kl_weight = float(kl_weight)

@@ -168,11 +168,12 @@ class DiffusionTrainer(StepTrainer):
         amp: bool = False,
         grad_clip: float | None = None,
         channels_last: bool = False,
+        key_train_metric: dict | None = None,
         train_handlers: Sequence | None = None,
     ) -> None:
         super().__init__(device, max_epochs, train_data_loader, network, optimizer, epoch_length=epoch_length,
                          non_blocking=non_blocking, amp=amp, grad_clip=grad_clip, channels_last=channels_last,
-                         train_handlers=train_handlers)
+                         key_train_metric=key_train_metric, train_handlers=train_handlers)
         self.inferer = inferer
         self.autoencoder = freeze(autoencoder)
         self.image_key = image_key

@@ -15,13 +15,20 @@ from .export import (
 )
 from .finetune import init_encoder
 from .heads import MLPHead, build_projection_head
-from .resnet_encoder import ENCODER_CHANNELS, ResNetEncoder2D, ZeroPadShortcut, scriptable_shortcuts
+from .resnet_encoder import (
+    ENCODER_CHANNELS,
+    PooledResNetEncoder2D,
+    ResNetEncoder2D,
+    ZeroPadShortcut,
+    scriptable_shortcuts,
+)
 from .split_batchnorm import SplitBatchNorm2d, bn_splits_for, deinterleave, interleave, use_split_batchnorm
 from .utils import eval_mode, to_device, unwrap
 from .weights import extract_encoder_state, load_encoder
 
 __all__ = [
     "ResNetEncoder2D",
+    "PooledResNetEncoder2D",
     "ENCODER_CHANNELS",
     "ZeroPadShortcut",
     "scriptable_shortcuts",

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from monai.networks.nets.resnet import ResNetFeatures
 from torch import nn
 
-__all__ = ["ResNetEncoder2D", "ZeroPadShortcut", "scriptable_shortcuts", "ENCODER_CHANNELS"]
+__all__ = ["PooledResNetEncoder2D", "ResNetEncoder2D", "ZeroPadShortcut", "scriptable_shortcuts", "ENCODER_CHANNELS"]
 
 #: channels of the 5 feature maps (stem, C2, C3, C4, C5) per backbone
 ENCODER_CHANNELS: dict[str, tuple[int, ...]] = {
@@ -84,6 +84,11 @@ class ResNetEncoder2D(ResNetFeatures):
         self.out_dim = self.feature_channels[-1]
 
     def forward(self, inputs: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:  # type: ignore[override]
+        return self.encode(inputs)
+
+    def encode(self, inputs: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """``(features, pooled)`` as above (``forward``; a method of its own so that TorchScript can call it from a
+        subclass)."""
         if inputs.dim() != 4 or inputs.shape[1] != self.in_channels:
             raise ValueError(
                 "expected input (B, " + str(self.in_channels) + ", H, W) for a " + str(self.in_channels)
@@ -103,3 +108,12 @@ class ResNetEncoder2D(ResNetFeatures):
         features.append(x)
         pooled = torch.flatten(self.avgpool(x), 1)
         return features, pooled
+
+
+class PooledResNetEncoder2D(ResNetEncoder2D):
+    """:class:`ResNetEncoder2D` whose ``forward`` returns only the pooled feature ``(B, C5)``: the embedding that
+    ``dcl_pretrain``'s inference writes, as one tensor (what ``verify_net_in_out``, TorchScript export and the model
+    zoo expect of a ``network_def``). Same parameters and ``state_dict`` keys as :class:`ResNetEncoder2D`."""
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return self.encode(inputs)[1]
