@@ -76,10 +76,27 @@ def test_the_command_line_of_a_bundle_run_is_read_as_monai_reads_it(tmp_path):
 def test_every_runnable_config_checks_its_command_line_first():
     for path in sorted(BUNDLES.glob("*/configs/*.json")):
         config = json.loads(path.read_text())
-        if "initialize" in config:
-            assert config["initialize"][0] == "$dcl_cstp_ext.settings.check_command_line(@allow_new_keys)", path
+        if "initialize" in config:  # first the package, then the command line
+            assert config["initialize"][:2] == ["$@required_package[0].__name__",
+                                                "$dcl_cstp_ext.settings.check_command_line(@allow_new_keys)"], path
         if "imports" in config:  # a config that runs on its own
             assert config["allow_new_keys"] is False, path
+            assert config["required_package"]["module"] == "dcl_cstp_ext", path
+
+
+def test_a_bundle_run_without_the_package_says_what_to_install(tmp_path):
+    """``dcl_cstp_ext`` made unimportable (``sys.modules[name] = None``): the run stops at its first step with
+    MONAI's OptionalImportError naming the package and where it comes from, not a bare ``import dcl_cstp_ext``."""
+    root = BUNDLES / "kvasir_seg"
+    argv = ["monai.bundle", "run", "--config_file", str(root / "configs" / "inference.json"), "--bundle_root",
+            str(root), "--meta_file", str(root / "configs" / "metadata.json"), "--dataset_dir", str(tmp_path)]
+    code = ("import runpy, sys; sys.modules['dcl_cstp_ext'] = None; "
+            f"sys.argv = {argv!r}; runpy.run_module('monai.bundle', run_name='__main__')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode != 0
+    assert "this bundle needs the dcl-cstp package, which is not installed (import dcl_cstp_ext)" in done.stderr
+    assert "pip install the wheel dcl_cstp-<version>-py3-none-any.whl" in done.stderr
+    assert not (tmp_path / "eval").exists()
 
 
 def test_a_bundle_run_with_a_misspelt_key_stops_at_once_with_the_error_last(tmp_path):
