@@ -156,19 +156,27 @@ class CLI:
         print(download_bundle(name, index, bundle_dir=bundle_dir, version=version, overwrite=bool(overwrite)))
 
     def package(self, out: str = "dist", bundles=None, bundles_dir: str = "bundles", base_url: str | None = None,
-                require_weights: bool = False):
+                require_weights: bool = False, python_package: bool = True, package_source: str | None = None):
         """Release packaging: one reproducible ``<name>_v<version>.zip`` per bundle (the bundle folder at its top,
-        the weights of ``models/`` inside) in --out, with ``index.json`` (name, version, file, size, sha256) and
-        ``SHA256SUMS``. --bundles: a comma-separated subset (default: all of --bundles-dir); --base-url: where the
-        zips will be uploaded (adds each download url to the index); --require-weights: fail for a bundle without
-        weights in models/."""
+        the weights of ``models/`` inside, the configs' defaults set to what the weights were trained with, and
+        refused when the weights do not fit), each weights file beside it as ``<name>_v<version>_<file>`` (listed in
+        the zipped large_files.yml), the dcl-cstp wheel and sdist, ``index.json`` and ``SHA256SUMS`` in --out.
+        --bundles: a comma-separated subset (default: all of --bundles-dir); --base-url: where the files will be
+        uploaded (the urls of the index and of large_files.yml); --require-weights: fail for a bundle without
+        weights in models/; --python-package False: no wheel / sdist; --package-source: the repository to build them
+        from (default: this installation's, when it is a clone)."""
         from .release import package_bundles
 
         index = package_bundles(out, bundles=_tuple(bundles, str) if bundles else None, bundles_dir=bundles_dir,
-                                require_weights=bool(require_weights), base_url=base_url)
+                                require_weights=bool(require_weights), base_url=base_url,
+                                python_package=bool(python_package), package_source=package_source)
         for e in index["bundles"]:
             weights = ", ".join(e["weights"]) or "no weights"
             print(f"{Path(out) / e['file']}  {e['size']} bytes  sha256 {e['sha256']}  ({weights})")
+            for change in e["changes"]:
+                print(f"  set to match the weights: {change}")
+        for f in index.get("python_package", []):
+            print(f"{Path(out) / f['file']}  {f['size']} bytes  sha256 {f['sha256']}")
         print(f"index: {Path(out) / 'index.json'} and {Path(out) / 'SHA256SUMS'}")
 
     def demo(self, out: str = "runs/demo", tasks="kvasir_seg,pneumonia_cls", device: str | None = None):

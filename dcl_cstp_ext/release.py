@@ -6,12 +6,20 @@ The layout is the model zoo's: the bundle folder ``<name>/`` at the top of the z
 ``--source github --repo owner/repo/tag``, which looks for ``<name>_v<version>.zip`` among the release assets) and
 ``monai.bundle.load`` builds the network from it.
 
+A bundle released with weights is made to describe them (:func:`match_weights`): the settings its weights were
+trained with (the export's ``meta``: backbone, channels, image size, classes) replace the configs' defaults in the
+zipped copy, and the network that ``configs/inference.json`` builds must then load them strictly, or packaging
+refuses the bundle; ``monai.bundle.load`` and the inference config then need no overrides. Each weights file is
+also written beside the zips as ``<name>_v<version>_<file>`` and listed in the zipped ``large_files.yml`` (path,
+url, sha256): the model zoo's way of fetching the weights of a bundle folder that lacks them.
+
 The zips are byte-for-byte reproducible: entries sorted by path, every timestamp 1980-01-01 00:00:00, permissions
 0644, no directory entries, no extra fields, a fixed compression level. Caches and run outputs are left out
 (:data:`EXCLUDED_DIRS`, :data:`EXCLUDED_FILES`), and so are the resume checkpoints of training (``models/*checkpoint*``):
 a release ships the weights a user loads, not an optimizer state.
 
-Used by ``dcl-cstp package --out DIST [--bundles a,b] [--bundles-dir bundles] [--base-url URL]``.
+Used by ``dcl-cstp package --out DIST [--bundles a,b] [--bundles-dir bundles] [--base-url URL]``, which also builds
+the ``dcl-cstp`` wheel and sdist the bundles need (:func:`build_python_package`).
 """
 
 from __future__ import annotations
@@ -21,11 +29,11 @@ import hashlib
 import json
 import os
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
-__all__ = ["EXCLUDED_DIRS", "EXCLUDED_FILES", "bundle_files", "bundle_version", "package_bundle", "package_bundles",
-           "sha256_file"]
+__all__ = ["EXCLUDED_DIRS", "EXCLUDED_FILES", "WeightsMismatch", "build_python_package", "bundle_files",
+           "bundle_version", "match_weights", "package_bundle", "package_bundles", "sha256_file"]
 
 ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can hold
 FILE_MODE = 0o100644  # regular file, rw-r--r--
@@ -83,7 +91,8 @@ def bundle_files(bundle_dir: str | os.PathLike) -> list[PurePosixPath]:
     return sorted(files, key=lambda p: p.as_posix())
 
 
-def _write_zip(path: Path, top: str, root: Path, files: Iterable[PurePosixPath]) -> None:
+def _write_zip(path: Path, top: str, root: Path, files: Iterable[PurePosixPath],
+               replaced: Mapping[str, bytes] | None = None) -> None:
     tmp = path.with_name(path.name + ".part")
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=COMPRESS_LEVEL) as zf:
         for rel in files:
@@ -91,14 +100,101 @@ def _write_zip(path: Path, top: str, root: Path, files: Iterable[PurePosixPath])
             info.create_system = 3  # unix, so that external_attr holds the mode
             info.external_attr = FILE_MODE << 16
             info.compress_type = zipfile.ZIP_DEFLATED
-            data = (root / rel).read_bytes()
+            data = (replaced or {}).get(rel.as_posix()) or (root / rel).read_bytes()
             zf.writestr(info, data, compresslevel=COMPRESS_LEVEL)
     os.replace(tmp, path)
 
 
+#: export ``meta`` keys that say how a network is built; a config's literal default of the same name is set to them
+ARCHITECTURE_KEYS = ("backbone", "in_channels", "out_channels", "image_size", "cache_channels", "latent_channels",
+                     "class_names")
+#: per bundle, the weights file that each network of ``configs/inference.json`` loads (default: network_def <- model.pt)
+INFERENCE_WEIGHTS = {
+    "dcl_pretrain": {"network_def": "models/encoder.pt"},
+    "ldm_synthesis": {"network_def": "models/model.pt", "autoencoder_def": "models/autoencoder.pt"},
+}
+
+
+class WeightsMismatch(ValueError):
+    """A bundle's weights do not fit the network its ``configs/inference.json`` builds."""
+
+
+def _is_literal(value: object) -> bool:
+    return not (isinstance(value, str) and value.startswith(("$", "@", "%")))
+
+
+def _set_defaults(config: dict, settings: Mapping, where: str, changes: list[str]) -> None:
+    """Set, in ``config``, every literal top-level key and ``default_settings`` entry named in ``settings``."""
+    for block, prefix in ((config, ""), (config.get("default_settings"), "default_settings#")):
+        if not isinstance(block, dict):
+            continue
+        for key, value in settings.items():
+            if key in block and _is_literal(block[key]) and block[key] != value:
+                changes.append(f"{where}: {prefix}{key} {block[key]!r} -> {value!r}")
+                block[key] = value
+
+
+def match_weights(bundle_dir: str | os.PathLike) -> tuple[dict[str, bytes], list[str]]:
+    """The bundle's config files rewritten to the settings its weights were trained with, as ``{path: bytes}``
+    (only the changed ones), and a line per change. Then the check: every network of ``configs/inference.json``
+    (:data:`INFERENCE_WEIGHTS`), built from the rewritten config, loads its weights file strictly, else
+    :class:`WeightsMismatch` names the file and the keys. Bundles without weights: nothing to do."""
+    from monai.bundle import ConfigParser
+
+    from .networks.export import read_export
+
+    root = Path(bundle_dir).resolve()
+    weights = INFERENCE_WEIGHTS.get(root.name, {"network_def": "models/model.pt"})
+    present = {net: f for net, f in weights.items() if (root / f).is_file()}
+    if not present:
+        return {}, []
+    settings: dict = {}
+    for f in sorted(set(present.values())):
+        meta = read_export(root / f)[1]
+        settings.update({k: meta[k] for k in ARCHITECTURE_KEYS if k in meta})
+    replaced, changes = {}, []
+    for path in sorted((root / "configs").glob("*.json")):
+        if path.name == "metadata.json":
+            continue
+        config = json.loads(path.read_text())
+        before = len(changes)
+        _set_defaults(config, settings, f"configs/{path.name}", changes)
+        if len(changes) > before:
+            replaced[f"configs/{path.name}"] = (json.dumps(config, indent=4) + "\n").encode()
+    inference = replaced.get("configs/inference.json") or (root / "configs" / "inference.json").read_bytes()
+    for net_id, f in present.items():
+        parser = ConfigParser(json.loads(inference))
+        parser["bundle_root"] = str(root)
+        parser["device"] = "cpu"
+        net = parser.get_parsed_content(net_id)
+        state = read_export(root / f)[0]
+        try:
+            net.load_state_dict(state, strict=True)
+        except RuntimeError as err:
+            raise WeightsMismatch(
+                f"{root.name}: {f} does not fit the {net_id} of configs/inference.json (the bundle's settings, after "
+                f"setting those the weights record: {settings or 'none recorded'}): {str(err)[:600]}"
+            ) from None
+    return replaced, changes
+
+
+def _large_files_yml(entries: Sequence[Mapping]) -> bytes:
+    """``large_files.yml`` in the model zoo's form (YAML; the strings JSON-quoted, which YAML reads as they are)."""
+    lines = ["# The weights of this release: each is also published beside the bundle zip (written by dcl-cstp",
+             "# package). A bundle folder without them fetches them with the model zoo's tools from these urls, checked",
+             "# against the sha256.", "large_files:"]
+    for e in entries:
+        lines += [f"  - path: {json.dumps(e['path'])}", f"    url: {json.dumps(e['url'])}",
+                  f"    hash_val: {json.dumps(e['sha256'])}", '    hash_type: "sha256"']
+    if not entries:
+        lines[-1] += " []"
+    return ("\n".join(lines) + "\n").encode()
+
+
 def package_bundle(bundle_dir: str | os.PathLike, out_dir: str | os.PathLike, require_weights: bool = False,
                    base_url: str | None = None) -> dict:
-    """Write ``out_dir/<name>_v<version>.zip`` for one bundle; returns its index entry."""
+    """Write ``out_dir/<name>_v<version>.zip`` for one bundle, and its weights as separate files; returns its index
+    entry (``changes``: the defaults set to match the weights, see :func:`match_weights`)."""
     root = Path(bundle_dir).resolve()
     name = root.name
     version = bundle_version(root)
@@ -106,10 +202,21 @@ def package_bundle(bundle_dir: str | os.PathLike, out_dir: str | os.PathLike, re
     weights = [f.as_posix() for f in files if f.parts[0] == "models"]
     if require_weights and not weights:
         raise FileNotFoundError(f"{name}: no weights under {root / 'models'} (train the bundle or copy them there)")
+    replaced, changes = match_weights(root)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    large = []
+    for w in weights:
+        asset = f"{name}_v{version}_{PurePosixPath(w).name}"
+        data = (root / w).read_bytes()
+        (out / asset).write_bytes(data)
+        large.append({"path": w, "file": asset, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                      "url": base_url.rstrip("/") + "/" + asset if base_url else asset})
+    replaced["large_files.yml"] = _large_files_yml(large)
+    if PurePosixPath("large_files.yml") not in files:
+        files = sorted([*files, PurePosixPath("large_files.yml")], key=lambda p: p.as_posix())
     filename = f"{name}_v{version}.zip"
-    _write_zip(out / filename, name, root, files)
+    _write_zip(out / filename, name, root, files, replaced)
     meta = json.loads((root / "configs" / "metadata.json").read_text())
     entry = {
         "name": name,
@@ -120,6 +227,8 @@ def package_bundle(bundle_dir: str | os.PathLike, out_dir: str | os.PathLike, re
         "hash_type": "sha256",
         "monai_version": meta.get("monai_version"),
         "weights": weights,
+        "large_files": large,
+        "changes": changes,
     }
     if base_url:
         entry["url"] = base_url.rstrip("/") + "/" + filename
@@ -128,11 +237,13 @@ def package_bundle(bundle_dir: str | os.PathLike, out_dir: str | os.PathLike, re
 
 def package_bundles(out_dir: str | os.PathLike, bundles: Sequence[str] | None = None,
                     bundles_dir: str | os.PathLike = "bundles", require_weights: bool = False,
-                    base_url: str | None = None) -> dict:
+                    base_url: str | None = None, python_package: bool = True,
+                    package_source: str | os.PathLike | None = None) -> dict:
     """Package ``bundles`` (default: every folder of ``bundles_dir`` with a ``configs/metadata.json``) into
-    ``out_dir`` and write ``out_dir/index.json`` and ``out_dir/SHA256SUMS`` (``sha256sum -c`` format). Returns the
-    index. The index lists the bundles of this call, sorted by name; it holds no timestamp, so packaging the same
-    bundles twice gives identical files."""
+    ``out_dir``, with the ``dcl-cstp`` wheel and sdist they need (``python_package``, :func:`build_python_package`),
+    and write ``out_dir/index.json`` and ``out_dir/SHA256SUMS`` (``sha256sum -c`` format: every zip, weights file
+    and package file). Returns the index. The index lists the bundles of this call, sorted by name; it holds no
+    timestamp, so packaging the same bundles twice gives identical zips and index."""
     src = Path(bundles_dir)
     if not bundles:
         bundles = sorted(p.name for p in src.iterdir() if (p / "configs" / "metadata.json").is_file())
@@ -141,8 +252,60 @@ def package_bundles(out_dir: str | os.PathLike, bundles: Sequence[str] | None = 
         raise FileNotFoundError(f"not bundles of {src}: {', '.join(missing)}")
     entries = [package_bundle(src / b, out_dir, require_weights=require_weights, base_url=base_url)
                for b in sorted(set(bundles))]
-    index = {"bundles": entries}
+    index: dict = {"bundles": entries}
+    if python_package:
+        index["python_package"] = build_python_package(out_dir, package_source)
     out = Path(out_dir)
     (out / "index.json").write_text(json.dumps(index, indent=4) + "\n")
-    (out / "SHA256SUMS").write_text("".join(f"{e['sha256']}  {e['file']}\n" for e in entries))
+    listed = [*entries, *(f for e in entries for f in e["large_files"]), *index.get("python_package", [])]
+    listed.sort(key=lambda e: e["file"])
+    (out / "SHA256SUMS").write_text("".join(f"{e['sha256']}  {e['file']}\n" for e in listed))
     return index
+
+
+#: what a source distribution of the ``dcl-cstp`` package holds (copied to a temporary folder for the build, so that
+#: the build writes nothing into the source tree)
+PACKAGE_FILES = ("pyproject.toml", "setup.cfg", "README.md", "LICENSE", "dcl_cstp_ext")
+
+
+def package_source() -> Path | None:
+    """The folder holding this package's ``pyproject.toml`` (a clone of the repository), or None (an installed
+    wheel)."""
+    root = Path(__file__).resolve().parents[1]
+    return root if (root / "pyproject.toml").is_file() and (root / "setup.cfg").is_file() else None
+
+
+def build_python_package(out_dir: str | os.PathLike, source: str | os.PathLike | None = None) -> list[dict]:
+    """Build the ``dcl-cstp`` wheel and sdist (``python -m build --no-isolation``) from ``source`` (default:
+    :func:`package_source`) into ``out_dir``; returns ``[{"file", "size", "sha256"}]``. The bundles name the package
+    in ``required_packages_version`` and say in ``required_packages_source`` that it comes with the release."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    src = Path(source) if source else package_source()
+    if src is None or not (src / "pyproject.toml").is_file():
+        raise FileNotFoundError(f"no dcl-cstp source (pyproject.toml) at {src or 'this installation'}: pass "
+                                "--package-source DIR (a clone of the repository) or --python-package False")
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="dcl-cstp-build-") as tmp:
+        for name in PACKAGE_FILES:
+            path = src / name
+            if path.is_dir():
+                shutil.copytree(path, Path(tmp) / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            elif path.is_file():
+                shutil.copy2(path, Path(tmp) / name)
+        built = Path(tmp) / "dist"
+        env = {**os.environ, "SOURCE_DATE_EPOCH": "315532800"}  # 1980-01-01 for the archives' timestamps
+        done = subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--sdist", "--wheel", "--outdir",
+                               str(built), tmp], capture_output=True, text=True, env=env)
+        if done.returncode != 0:
+            raise RuntimeError(f"building the dcl-cstp package failed (python -m build, needs the 'build' package: "
+                               f"pip install build):\n{(done.stdout + done.stderr)[-3000:]}")
+        files = []
+        for path in sorted(built.iterdir()):
+            shutil.copy2(path, out / path.name)
+            files.append({"file": path.name, "size": path.stat().st_size, "sha256": sha256_file(path)})
+    return files

@@ -23,6 +23,8 @@ from PIL import Image
 
 from dcl_cstp_ext.cli import CLI
 from dcl_cstp_ext.download import DownloadError
+from dcl_cstp_ext.networks import save_export
+from dcl_cstp_ext.release import WeightsMismatch, package_bundles
 
 BACKBONE = "resnet10"  # the smallest FlexibleUNet encoder: a small zip, a quick test
 VERSION = json.loads((BUNDLES / "kvasir_seg" / "configs" / "metadata.json").read_text())["version"]
@@ -48,14 +50,15 @@ def release(tmp_path_factory):
     torch.manual_seed(0)
     net = FlexibleUNet(3, 1, BACKBONE, spatial_dims=2)
     (kvasir / "models").mkdir()
-    torch.save(net.state_dict(), kvasir / "models" / "model.pt")
+    save_export(kvasir / "models" / "model.pt", net.state_dict(),  # what training writes: the weights + what builds them
+                {"backbone": BACKBONE, "in_channels": 3, "out_channels": 1, "image_size": 64})
     (kvasir / "models" / "checkpoint.pt").write_bytes(b"resume state, not released")
     for junk in ("configs/__pycache__/x.cpython-311.pyc", "eval/metrics.jsonl", "eval/tensorboard/events.out.tfevents.1",
                  "docs/.DS_Store", "mlruns/0/meta.yaml"):
         (kvasir / junk).parent.mkdir(parents=True, exist_ok=True)
         (kvasir / junk).write_text("x")
     dist = tmp / "dist"
-    CLI().package(out=str(dist), bundles="kvasir_seg,pneumonia_cls", bundles_dir=str(src))
+    CLI().package(out=str(dist), bundles="kvasir_seg,pneumonia_cls", bundles_dir=str(src), python_package=False)
     return {"dist": dist, "src": src, "tmp": tmp, "state": net.state_dict()}
 
 
@@ -64,12 +67,15 @@ def test_zips_are_reproducible_and_hold_the_bundle_folder_and_weights(release, t
     index = json.loads((dist / "index.json").read_text())
     assert [e["name"] for e in index["bundles"]] == ["kvasir_seg", "pneumonia_cls"]
     sums = (dist / "SHA256SUMS").read_text().splitlines()
-    for entry, line in zip(index["bundles"], sums):
+    listed = [*index["bundles"], *index["bundles"][0]["large_files"]]  # the zips and the weights beside them
+    assert sums == [f"{e['sha256']}  {e['file']}" for e in sorted(listed, key=lambda e: e["file"])]
+    for entry in listed:
         path = dist / entry["file"]
-        assert entry["file"] == f"{entry['name']}_v{VERSION}.zip" and entry["version"] == VERSION
         assert entry["size"] == path.stat().st_size
         assert entry["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
-        assert line == f"{entry['sha256']}  {entry['file']}"
+        assert f"{entry['sha256']}  {entry['file']}" in sums
+    for entry in index["bundles"]:
+        assert entry["file"] == f"{entry['name']}_v{VERSION}.zip" and entry["version"] == VERSION
     with zipfile.ZipFile(dist / f"kvasir_seg_v{VERSION}.zip") as zf:
         names = zf.namelist()
         assert names == sorted(names) and all(n.startswith("kvasir_seg/") for n in names)
@@ -87,8 +93,10 @@ def test_zips_are_reproducible_and_hold_the_bundle_folder_and_weights(release, t
             os.utime(path, (1_700_000_000, 1_700_000_000))
             path.chmod(0o600)
     again = tmp_path / "again"
-    CLI().package(out=str(again), bundles=("pneumonia_cls", "kvasir_seg"), bundles_dir=str(release["src"]))
-    for name in ("index.json", "SHA256SUMS", f"kvasir_seg_v{VERSION}.zip", f"pneumonia_cls_v{VERSION}.zip"):
+    CLI().package(out=str(again), bundles=("pneumonia_cls", "kvasir_seg"), bundles_dir=str(release["src"]),
+                  python_package=False)
+    for name in ("index.json", "SHA256SUMS", f"kvasir_seg_v{VERSION}.zip", f"pneumonia_cls_v{VERSION}.zip",
+                 f"kvasir_seg_v{VERSION}_model.pt"):
         assert (again / name).read_bytes() == (dist / name).read_bytes(), name
 
 
@@ -130,8 +138,9 @@ def test_download_load_and_infer_with_monai(release, server, tmp_path, demo_data
     assert (root / "configs" / "inference.json").is_file() and (root / "models" / "model.pt").is_file()
 
     # workflow_type names the config file that builds network_def: configs/inference.json
+    # no overrides: packaging set the configs' defaults to what the weights were trained with (backbone ...)
     net = load(name="kvasir_seg", bundle_dir=str(bundles), workflow_type="inference", device="cpu", progress=False,
-               net_override={"backbone": BACKBONE})
+               key_in_ckpt="model")
     assert isinstance(net, FlexibleUNet)
     for k, v in release["state"].items():
         torch.testing.assert_close(net.state_dict()[k], v)
@@ -147,7 +156,7 @@ def test_download_load_and_infer_with_monai(release, server, tmp_path, demo_data
     wf = ConfigWorkflow(config_file=str(root / "configs" / "inference.json"),
                         meta_file=str(root / "configs" / "metadata.json"),
                         logging_file=str(root / "configs" / "logging.conf"), workflow_type="infer",
-                        bundle_root=str(root), dataset_dir=str(images), output_dir=str(out), backbone=BACKBONE,
+                        bundle_root=str(root), dataset_dir=str(images), output_dir=str(out),
                         image_size=32, batch_size=1, num_workers=0, device="cpu", amp=False)
     wf.initialize()
     assert wf.parser.get_parsed_content("ckpt_path") == os.path.join(str(root), "models", "model.pt")
@@ -268,3 +277,76 @@ def test_the_checked_download_refuses_unsafe_or_damaged_zips_before_writing(tmp_
     with pytest.raises(DownloadError, match=r"kvasir_seg/models/model\.pt is damaged \(CRC\)"):
         download_bundle("kvasir_seg", str(_index(damaged, "kvasir_seg", "d.zip")), bundles)
     assert list(bundles.iterdir()) == []
+
+
+def _bundle_with_weights(tmp_path, state, meta):
+    src = tmp_path / "bundles"
+    shutil.copytree(BUNDLES / "kvasir_seg", src / "kvasir_seg", ignore=shutil.ignore_patterns("models", "eval"))
+    (src / "kvasir_seg" / "models").mkdir()
+    save_export(src / "kvasir_seg" / "models" / "model.pt", state, meta)
+    return src
+
+
+def test_packaging_sets_the_configs_to_the_weights_so_monai_load_gets_every_variable(tmp_path, caplog):
+    """The issue's case: a cpu-preset model (ResNet-18, 128 px) in a bundle whose defaults say ResNet-50, 256 px.
+    Packaged, the zipped configs say ResNet-18 / 128, and ``monai.bundle.load`` with the bundle's default workflow
+    (train.json) builds the network that takes every variable of the weights."""
+    import logging
+
+    from monai.bundle import load
+
+    torch.manual_seed(0)
+    net = FlexibleUNet(3, 1, "resnet18", spatial_dims=2)
+    src = _bundle_with_weights(tmp_path, net.state_dict(),
+                               {"backbone": "resnet18", "in_channels": 3, "out_channels": 1, "image_size": 128})
+    dist = tmp_path / "dist"
+    index = package_bundles(dist, ["kvasir_seg"], bundles_dir=src, python_package=False)
+    changes = index["bundles"][0]["changes"]
+    assert "configs/train.json: backbone 'resnet50' -> 'resnet18'" in changes
+    assert "configs/train.json: image_size 256 -> 128" in changes
+    assert "configs/inference.json: default_settings#backbone 'resnet50' -> 'resnet18'" in changes
+    assert json.loads((src / "kvasir_seg" / "configs" / "train.json").read_text())["backbone"] == "resnet50"  # untouched
+    with zipfile.ZipFile(dist / f"kvasir_seg_v{VERSION}.zip") as zf:
+        zf.extractall(tmp_path / "installed")
+        large = zf.read("kvasir_seg/large_files.yml").decode()
+    assert f'url: "kvasir_seg_v{VERSION}_model.pt"' in large
+    assert f'hash_val: "{index["bundles"][0]["large_files"][0]["sha256"]}"' in large
+    with caplog.at_level(logging.INFO):
+        loaded = load(name="kvasir_seg", bundle_dir=str(tmp_path / "installed"), key_in_ckpt="model", device="cpu",
+                      progress=False)  # workflow_type "train": configs/train.json builds network_def
+    assert sum(p.numel() for p in loaded.parameters()) == sum(p.numel() for p in net.parameters())
+    for k, v in net.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[k], v)
+    n = len(net.state_dict())
+    assert any(f"{n} of {n} variables" in r.getMessage() for r in caplog.records)
+
+
+def test_packaging_refuses_weights_that_do_not_fit_and_writes_nothing(tmp_path):
+    state = FlexibleUNet(3, 1, "resnet34", spatial_dims=2).state_dict()  # but the meta says resnet18
+    src = _bundle_with_weights(tmp_path, state, {"backbone": "resnet18", "in_channels": 3, "out_channels": 1})
+    with pytest.raises(WeightsMismatch, match="kvasir_seg: models/model.pt does not fit the network_def"):
+        package_bundles(tmp_path / "dist", ["kvasir_seg"], bundles_dir=src, python_package=False)
+    assert not (tmp_path / "dist").exists() or not any((tmp_path / "dist").iterdir())
+
+
+def test_package_builds_the_python_package_the_bundles_need(tmp_path):
+    """``dcl-cstp package`` also builds the dcl-cstp wheel and sdist (what ``required_packages_source`` names),
+    listed with their sha256 in index.json and SHA256SUMS; the wheel holds the package."""
+    dist = tmp_path / "dist"
+    src = tmp_path / "bundles"
+    shutil.copytree(BUNDLES / "pneumonia_cls", src / "pneumonia_cls", ignore=shutil.ignore_patterns("models", "eval"))
+    CLI().package(out=str(dist), bundles="pneumonia_cls", bundles_dir=str(src))
+    index = json.loads((dist / "index.json").read_text())
+    files = {f["file"]: f for f in index["python_package"]}
+    wheel, sdist = "dcl_cstp-0.1.0-py3-none-any.whl", "dcl_cstp-0.1.0.tar.gz"
+    assert set(files) == {wheel, sdist}
+    sums = (dist / "SHA256SUMS").read_text()
+    for name, f in files.items():
+        assert f["sha256"] == hashlib.sha256((dist / name).read_bytes()).hexdigest()
+        assert f"{f['sha256']}  {name}" in sums
+    with zipfile.ZipFile(dist / wheel) as zf:
+        assert {"dcl_cstp_ext/__init__.py", "dcl_cstp_ext/release.py"} <= set(zf.namelist())
+    meta = json.loads((src / "pneumonia_cls" / "configs" / "metadata.json").read_text())
+    assert meta["required_packages_version"]["dcl-cstp"] == "0.1.0" and wheel.split("-")[1] == "0.1.0"
+    assert "dcl_cstp-0.1.0-py3-none-any.whl" in meta["required_packages_source"]["dcl-cstp"]
+    assert not (BUNDLES.parent / "build").exists()  # the build ran in a temporary copy
