@@ -32,6 +32,8 @@ import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
+from .networks.export import meta_sidecar, split_for_release
+
 __all__ = ["EXCLUDED_DIRS", "EXCLUDED_FILES", "WeightsMismatch", "build_python_package", "bundle_files",
            "bundle_version", "match_weights", "package_bundle", "package_bundles", "sha256_file"]
 
@@ -134,6 +136,37 @@ def _set_defaults(config: dict, settings: Mapping, where: str, changes: list[str
                 block[key] = value
 
 
+def _set_data_format(meta: dict, settings: Mapping, changes: list[str]) -> None:
+    """``network_data_format`` of ``metadata.json`` set to ``settings``: the input image's channels and size, the
+    output's channels (``out_channels`` or one per class, named in ``channel_def``)."""
+    fmt = meta.get("network_data_format", {})
+    image = fmt.get("inputs", {}).get("image")
+    pred = fmt.get("outputs", {}).get("pred")
+    wanted: list[tuple[dict, str, object]] = []
+    if isinstance(image, dict):
+        if "in_channels" in settings:
+            wanted.append((image, "num_channels", settings["in_channels"]))
+        if "image_size" in settings and all(isinstance(v, int) for v in image.get("spatial_shape", ["n"])):
+            wanted.append((image, "spatial_shape", [settings["image_size"]] * len(image["spatial_shape"])))
+    if isinstance(pred, dict):
+        if "class_names" in settings:
+            names = list(settings["class_names"])
+            wanted += [(pred, "num_channels", len(names)),
+                       (pred, "channel_def", {str(i): n for i, n in enumerate(names)})]
+        elif "out_channels" in settings:
+            wanted.append((pred, "num_channels", settings["out_channels"]))
+    for block, key, value in wanted:
+        if block.get(key) != value:
+            where = "inputs#image" if block is image else "outputs#pred"
+            changes.append(f"configs/metadata.json: network_data_format#{where}#{key} {block.get(key)!r} -> {value!r}")
+            block[key] = value
+    for block in (image, pred):  # one channel_def entry per channel
+        if isinstance(block, dict) and isinstance(block.get("channel_def"), dict):
+            defs = list(block["channel_def"].values())
+            if defs and len(defs) != block.get("num_channels"):
+                block["channel_def"] = {str(i): defs[min(i, len(defs) - 1)] for i in range(block["num_channels"])}
+
+
 def match_weights(bundle_dir: str | os.PathLike) -> tuple[dict[str, bytes], list[str]]:
     """The bundle's config files rewritten to the settings its weights were trained with, as ``{path: bytes}``
     (only the changed ones), and a line per change. Then the check: every network of ``configs/inference.json``
@@ -155,15 +188,21 @@ def match_weights(bundle_dir: str | os.PathLike) -> tuple[dict[str, bytes], list
     replaced, changes = {}, []
     for path in sorted((root / "configs").glob("*.json")):
         if path.name == "metadata.json":
-            continue
+            continue  # its network_data_format: below
         config = json.loads(path.read_text())
         before = len(changes)
         _set_defaults(config, settings, f"configs/{path.name}", changes)
         if len(changes) > before:
             replaced[f"configs/{path.name}"] = (json.dumps(config, indent=4) + "\n").encode()
+    metadata = json.loads((root / "configs" / "metadata.json").read_text())
+    before = len(changes)
+    _set_data_format(metadata, settings, changes)
+    if len(changes) > before:
+        replaced["configs/metadata.json"] = (json.dumps(metadata, indent=4) + "\n").encode()
     inference = replaced.get("configs/inference.json") or (root / "configs" / "inference.json").read_bytes()
     for net_id, f in present.items():
         parser = ConfigParser(json.loads(inference))
+        parser.read_meta(metadata)
         parser["bundle_root"] = str(root)
         parser["device"] = "cpu"
         net = parser.get_parsed_content(net_id)
@@ -194,7 +233,9 @@ def _large_files_yml(entries: Sequence[Mapping]) -> bytes:
 def package_bundle(bundle_dir: str | os.PathLike, out_dir: str | os.PathLike, require_weights: bool = False,
                    base_url: str | None = None) -> dict:
     """Write ``out_dir/<name>_v<version>.zip`` for one bundle, and its weights as separate files; returns its index
-    entry (``changes``: the defaults set to match the weights, see :func:`match_weights`)."""
+    entry (``changes``: the defaults set to match the weights, see :func:`match_weights`). Each ``models/*.pt`` export
+    is released as the model zoo keeps weights, a bare state dict, with its ``meta`` beside it in
+    ``models/<name>.meta.json`` (:func:`~dcl_cstp_ext.networks.export.split_for_release`)."""
     root = Path(bundle_dir).resolve()
     name = root.name
     version = bundle_version(root)
@@ -203,12 +244,22 @@ def package_bundle(bundle_dir: str | os.PathLike, out_dir: str | os.PathLike, re
     if require_weights and not weights:
         raise FileNotFoundError(f"{name}: no weights under {root / 'models'} (train the bundle or copy them there)")
     replaced, changes = match_weights(root)
+    for w in [w for w in weights if w.endswith(".pt")]:  # the zoo's form: bare weights, their meta beside them
+        data, meta_json = split_for_release(root / w)
+        replaced[w] = data
+        if meta_json is not None:
+            side = meta_sidecar(PurePosixPath(w)).as_posix()
+            replaced[side] = meta_json
+            if side not in weights:
+                weights.append(side)
+    weights.sort()
+    files = sorted({*files, *(PurePosixPath(w) for w in weights)}, key=lambda p: p.as_posix())
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     large = []
     for w in weights:
         asset = f"{name}_v{version}_{PurePosixPath(w).name}"
-        data = (root / w).read_bytes()
+        data = replaced.get(w) or (root / w).read_bytes()
         (out / asset).write_bytes(data)
         large.append({"path": w, "file": asset, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
                       "url": base_url.rstrip("/") + "/" + asset if base_url else asset})

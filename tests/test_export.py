@@ -9,7 +9,15 @@ from monai.handlers import CheckpointLoader
 from torch import nn
 
 from dcl_cstp_ext.data import DataError
-from dcl_cstp_ext.networks import ExportMeta, read_export, read_export_meta, save_export, split_export
+from dcl_cstp_ext.networks import (
+    ExportMeta,
+    meta_sidecar,
+    read_export,
+    read_export_meta,
+    save_export,
+    split_export,
+    split_for_release,
+)
 
 
 def _net() -> nn.Module:
@@ -118,3 +126,25 @@ def test_inference_reads_the_trained_settings_and_checks_what_it_is_asked(tmp_pa
     with pytest.raises(SettingsError, match="trained with backbone 'resnet18'; this run asks for backbone 'resnet50'"):
         check_against_training(path, backbone="resnet50", image_size=32)
     check_against_training(tmp_path / "missing.pt", backbone="x")
+
+
+def test_a_released_bare_state_dict_reads_its_meta_from_the_sidecar(tmp_path):
+    """The release form (``split_for_release``): bare weights that every MONAI tool loads, and the meta as JSON
+    beside them, which the project's readers pick up; a damaged sidecar is named."""
+    net = torch.nn.Linear(3, 2)
+    save_export(tmp_path / "model.pt", net.state_dict(), {"backbone": "resnet18", "betas": torch.tensor([0.5, 0.25])})
+    data, meta_json = split_for_release(tmp_path / "model.pt")
+    assert split_for_release(tmp_path / "model.pt") == (data, meta_json)  # the same bytes every time
+    out = tmp_path / "release"
+    out.mkdir()
+    (out / "model.pt").write_bytes(data)
+    meta_sidecar(out / "model.pt").write_bytes(meta_json)
+    assert meta_sidecar(out / "model.pt").name == "model.meta.json"
+    bare = torch.load(out / "model.pt", weights_only=True)
+    assert set(bare) == {"weight", "bias"}
+    state, meta = read_export(out / "model.pt")
+    torch.testing.assert_close(state["weight"], net.weight.detach())
+    assert meta == {"backbone": "resnet18", "betas": [0.5, 0.25]} == read_export_meta(out / "model.pt")
+    meta_sidecar(out / "model.pt").write_text("[1, 2]")
+    with pytest.raises(DataError, match="model.meta.json"):
+        read_export_meta(out / "model.pt")

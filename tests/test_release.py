@@ -23,7 +23,7 @@ from PIL import Image
 
 from dcl_cstp_ext.cli import CLI
 from dcl_cstp_ext.download import DownloadError
-from dcl_cstp_ext.networks import save_export
+from dcl_cstp_ext.networks import read_export, save_export
 from dcl_cstp_ext.release import WeightsMismatch, package_bundles
 
 BACKBONE = "resnet10"  # the smallest FlexibleUNet encoder: a small zip, a quick test
@@ -80,12 +80,14 @@ def test_zips_are_reproducible_and_hold_the_bundle_folder_and_weights(release, t
         names = zf.namelist()
         assert names == sorted(names) and all(n.startswith("kvasir_seg/") for n in names)
         assert {"kvasir_seg/LICENSE", "kvasir_seg/configs/metadata.json", "kvasir_seg/configs/inference.json",
-                "kvasir_seg/docs/README.md", "kvasir_seg/large_files.yml", "kvasir_seg/models/model.pt"} <= set(names)
+                "kvasir_seg/docs/README.md", "kvasir_seg/large_files.yml", "kvasir_seg/models/model.pt",
+                "kvasir_seg/models/model.meta.json"} <= set(names)
         assert not any(s in n for n in names for s in ("__pycache__", "/eval/", "tfevents", ".DS_Store", "mlruns",
                                                        "checkpoint"))
         assert {i.date_time for i in zf.infolist()} == {(1980, 1, 1, 0, 0, 0)}
         assert {i.external_attr >> 16 for i in zf.infolist()} == {0o100644}
-    assert index["bundles"][0]["weights"] == ["models/model.pt"] and index["bundles"][1]["weights"] == []
+    assert index["bundles"][0]["weights"] == ["models/model.meta.json", "models/model.pt"]
+    assert index["bundles"][1]["weights"] == []
 
     # again, into another folder, after touching every source file: the same bytes
     for path in release["src"].rglob("*"):
@@ -96,7 +98,7 @@ def test_zips_are_reproducible_and_hold_the_bundle_folder_and_weights(release, t
     CLI().package(out=str(again), bundles=("pneumonia_cls", "kvasir_seg"), bundles_dir=str(release["src"]),
                   python_package=False)
     for name in ("index.json", "SHA256SUMS", f"kvasir_seg_v{VERSION}.zip", f"pneumonia_cls_v{VERSION}.zip",
-                 f"kvasir_seg_v{VERSION}_model.pt"):
+                 f"kvasir_seg_v{VERSION}_model.pt", f"kvasir_seg_v{VERSION}_model.meta.json"):
         assert (again / name).read_bytes() == (dist / name).read_bytes(), name
 
 
@@ -138,9 +140,9 @@ def test_download_load_and_infer_with_monai(release, server, tmp_path, demo_data
     assert (root / "configs" / "inference.json").is_file() and (root / "models" / "model.pt").is_file()
 
     # workflow_type names the config file that builds network_def: configs/inference.json
-    # no overrides: packaging set the configs' defaults to what the weights were trained with (backbone ...)
-    net = load(name="kvasir_seg", bundle_dir=str(bundles), workflow_type="inference", device="cpu", progress=False,
-               key_in_ckpt="model")
+    # no overrides, no key_in_ckpt: packaging set the configs' defaults to what the weights were trained with
+    # (backbone ...) and released them as the zoo does, a bare state dict (the meta beside it, model.meta.json)
+    net = load(name="kvasir_seg", bundle_dir=str(bundles), workflow_type="inference", device="cpu", progress=False)
     assert isinstance(net, FlexibleUNet)
     for k, v in release["state"].items():
         torch.testing.assert_close(net.state_dict()[k], v)
@@ -311,8 +313,12 @@ def test_packaging_sets_the_configs_to_the_weights_so_monai_load_gets_every_vari
         large = zf.read("kvasir_seg/large_files.yml").decode()
     assert f'url: "kvasir_seg_v{VERSION}_model.pt"' in large
     assert f'hash_val: "{index["bundles"][0]["large_files"][0]["sha256"]}"' in large
+    released = tmp_path / "installed" / "kvasir_seg" / "models"
+    assert set(torch.load(released / "model.pt", weights_only=True)) == set(net.state_dict())  # bare, as the zoo's
+    assert json.loads((released / "model.meta.json").read_text())["backbone"] == "resnet18"
+    assert read_export(released / "model.pt")[1]["image_size"] == 128  # the project's readers find the meta
     with caplog.at_level(logging.INFO):
-        loaded = load(name="kvasir_seg", bundle_dir=str(tmp_path / "installed"), key_in_ckpt="model", device="cpu",
+        loaded = load(name="kvasir_seg", bundle_dir=str(tmp_path / "installed"), device="cpu",
                       progress=False)  # workflow_type "train": configs/train.json builds network_def
     assert sum(p.numel() for p in loaded.parameters()) == sum(p.numel() for p in net.parameters())
     for k, v in net.state_dict().items():

@@ -7,10 +7,12 @@ from .export import (
     ExportMeta,
     atomic_save,
     check_against_training,
+    meta_sidecar,
     read_export,
     read_export_meta,
     save_export,
     split_export,
+    split_for_release,
     trained_settings,
 )
 from .finetune import init_encoder
@@ -48,6 +50,8 @@ __all__ = [
     "read_export_meta",
     "save_export",
     "split_export",
+    "split_for_release",
+    "meta_sidecar",
     "extract_encoder_state",
     "load_encoder",
     "init_encoder",

@@ -8,10 +8,16 @@ size, class names, scale factor, noise schedule, epoch...), so a reader can chec
 
 Earlier files still read: a bare state dict (``meta`` empty), ``{"model", "info"}`` (the classifier's, ``meta`` =
 ``info``) and ``{"model", **meta}`` (the generative stages').
+
+A release stores the weights as the model zoo does, a bare state dict that every MONAI tool loads as it is
+(``monai.bundle.load``, ``ckpt_export``, ``CheckpointLoader``), with the ``meta`` beside it as JSON,
+``<name>.meta.json`` (:func:`meta_sidecar`, :func:`split_for_release`); the readers here take the ``meta`` of a bare
+file from that sidecar.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import pickle
@@ -25,8 +31,8 @@ import torch
 
 from ..data.errors import DataError
 
-__all__ = ["ExportMeta", "atomic_save", "check_against_training", "read_export", "read_export_meta",
-           "remove_stale_temporaries", "save_export", "split_export", "trained_settings"]
+__all__ = ["ExportMeta", "atomic_save", "check_against_training", "meta_sidecar", "read_export", "read_export_meta",
+           "remove_stale_temporaries", "save_export", "split_export", "split_for_release", "trained_settings"]
 
 logger = logging.getLogger(__name__)
 
@@ -104,14 +110,58 @@ def _load(path: str | os.PathLike, map_location: str | torch.device = "cpu", mma
         raise DataError.in_file(path, f"not a PyTorch checkpoint (or a damaged one): {type(err).__name__}") from None
 
 
+def meta_sidecar(path: str | os.PathLike) -> Path:
+    """Where a release keeps the ``meta`` of the bare weights file ``path``: ``model.pt`` -> ``model.meta.json``."""
+    path = Path(path)
+    return path.with_name(path.stem + ".meta.json")
+
+
+def _sidecar_meta(path: str | os.PathLike, meta: dict) -> dict:
+    side = meta_sidecar(path)
+    if meta or not side.is_file():
+        return meta
+    try:
+        found = json.loads(side.read_text())
+    except (OSError, ValueError) as err:
+        raise DataError.in_file(side, f"not the JSON meta of {Path(path).name}: {err}") from None
+    if not isinstance(found, dict):
+        raise DataError.in_file(side, f"not the JSON meta of {Path(path).name}: a {type(found).__name__}")
+    return found
+
+
 def read_export(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[dict, dict]:
-    """``(state_dict, meta)`` of the export at ``path``; GPU-saved weights load on a CPU."""
-    return split_export(_load(path, map_location), str(path))
+    """``(state_dict, meta)`` of the export at ``path``; GPU-saved weights load on a CPU. A bare state dict takes its
+    ``meta`` from :func:`meta_sidecar` when there is one."""
+    state, meta = split_export(_load(path, map_location), str(path))
+    return state, _sidecar_meta(path, meta)
 
 
 def read_export_meta(path: str | os.PathLike) -> dict:
     """The ``meta`` of the export at ``path`` (the weights are memory-mapped, not read)."""
-    return split_export(_load(path, mmap=True), str(path))[1]
+    return _sidecar_meta(path, split_export(_load(path, mmap=True), str(path))[1])
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with tensors as (nested) lists and tuples as lists: JSON data."""
+    if torch.is_tensor(value):
+        return value.tolist()
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def split_for_release(path: str | os.PathLike) -> tuple[bytes, bytes | None]:
+    """The release form of the export at ``path``: the bytes of its bare state dict (``torch.save``, the same
+    bytes for the same weights) and of its ``meta`` as JSON (None when it has none)."""
+    import io
+
+    state, meta = split_export(_load(path), str(path))
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    text = json.dumps(_plain(meta), indent=1, sort_keys=True) + "\n" if meta else None
+    return buffer.getvalue(), text.encode() if text else None
 
 
 def trained_settings(path: str | os.PathLike | None, defaults: Mapping[str, Any]) -> dict:
