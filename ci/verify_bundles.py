@@ -1,6 +1,6 @@
 """Model-zoo style verification of every bundle under ``bundles/`` (offline).
 
-Per bundle: required files; ``version`` present in ``changelog``; metadata against the model zoo's published schema
+Per bundle: required files and the zoo's README sections; ``version`` present in ``changelog``; metadata against the model zoo's published schema
 (``ci/schema/meta_schema_20240725.json``, an offline copy, see ``ci/README.md``) and the project's stricter rules
 (:func:`check_project_rules`); JSON files parse and are formatted (4-space indent); ``verify_net_in_out`` on
 ``network_def``; ``ckpt_export`` to TorchScript of a freshly initialised checkpoint and the exported model's output
@@ -43,10 +43,19 @@ class BundleError(AssertionError):
     pass
 
 
+#: the sections of a model zoo bundle's docs/README.md
+README_SECTIONS = ("## Model Overview", "## Training configuration", "### Input", "### Output", "## Performance",
+                   "## MONAI Bundle Commands", "## References", "## License")
+
+
 def check_files(bundle: Path) -> None:
     missing = [f for f in REQUIRED if not (bundle / f).is_file()]
     if missing:
         raise BundleError(f"{bundle.name}: missing required files {missing}")
+    lines = set((bundle / "docs" / "README.md").read_text().splitlines())
+    absent = [s for s in README_SECTIONS if s not in lines]
+    if absent:
+        raise BundleError(f"{bundle.name}: docs/README.md lacks the model zoo's sections {absent}")
 
 
 def check_metadata(bundle: Path) -> dict:

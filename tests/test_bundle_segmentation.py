@@ -79,6 +79,24 @@ def test_train_two_iterations(trained):
     assert json.loads((tmp / "eval" / "run_info.json").read_text())[-1]["dataset"] == DATA[bundle]
 
 
+def test_evaluate_of_a_model_with_other_settings_says_which_before_loading(trained, demo_data):
+    """The model records what built it: an evaluation that asks for another backbone is refused naming both, with
+    what to pass, instead of a size mismatch inside MONAI's CheckpointLoader."""
+    from dcl_cstp_ext.settings import SettingsError
+
+    bundle, tmp, _ = trained
+    with pytest.raises(RuntimeError) as err:
+        run_bundle(bundle, ["train.json", "evaluate.json"], workflow_type="eval",
+                   **_tiny(tmp, demo_data[DATA[bundle]], backbone="resnet34", output_dir=str(tmp / "evaluate34"),
+                           split_file=str(tmp / "eval" / "datalist.json")))
+    cause = err.value
+    while cause is not None and not isinstance(cause, SettingsError):
+        cause = cause.__cause__
+    assert cause is not None, err.value
+    assert "was trained with backbone 'resnet18'; this run asks for backbone 'resnet34'" in str(cause)
+    assert "configs/presets/cpu.json" in str(cause)
+
+
 def test_evaluate_writes_metrics_and_worst_cases(trained, demo_data):
     bundle, tmp, _ = trained
     out = tmp / "evaluate"  # another output folder: the split file of training is passed explicitly

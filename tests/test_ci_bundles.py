@@ -34,12 +34,42 @@ def test_checks_catch_a_broken_bundle(tmp_path, monkeypatch):
     (broken / "configs" / "metadata.json").write_text(json.dumps(meta, indent=4) + "\n")
     with pytest.raises(verify_bundles.BundleError, match="changelog"):
         verify_bundles.check_metadata(broken)
+    meta["version"], meta["eval_metrics"] = "0.1.0", {"mean_dice": "see docs/README.md"}
+    meta["changelog"] = {"0.1.0": "x"}
+    meta["network_data_format"]["inputs"]["image"]["channel_def"] = {"0": "R"}
+    (broken / "configs" / "metadata.json").write_text(json.dumps(meta, indent=4) + "\n")
+    with pytest.raises(verify_bundles.BundleError, match="eval_metrics.mean_dice is 'see docs/README.md', not a number"
+                                                         ".*1 channel_def entries for num_channels 3"):
+        verify_bundles.check_metadata(broken)
+    readme = broken / "docs" / "README.md"
+    readme.write_text(readme.read_text().replace("## Performance", "## Results"))
+    with pytest.raises(verify_bundles.BundleError, match="Performance"):
+        verify_bundles.check_files(broken)
     (broken / "LICENSE").unlink()
     with pytest.raises(verify_bundles.BundleError, match="LICENSE"):
         verify_bundles.check_files(broken)
     (broken / "configs" / "inference.json").write_text('{"a": 1}')
     with pytest.raises(verify_bundles.BundleError, match="not formatted"):
         verify_bundles.check_json_format(broken)
+
+
+def test_the_offline_schema_is_the_zoos_published_one():
+    """``ci/schema/meta_schema_20240725.json`` byte for byte as published (the URL in every bundle's ``schema``):
+    it requires ``schema`` and accepts a tensor without ``channel_def`` (the zoo's latent-diffusion bundles),
+    which the earlier hand-written schema did the other way round."""
+    import hashlib
+
+    import jsonschema
+
+    assert hashlib.sha256(verify_bundles.SCHEMA.read_bytes()).hexdigest() == (
+        "cd64aa8a5904426f6fc6855dabe46af8c742d5bad644b4e9cfb78ebad09ad678")
+    schema = json.loads(verify_bundles.SCHEMA.read_text())
+    meta = json.loads((BUNDLES / "ldm_synthesis" / "configs" / "metadata.json").read_text())
+    del meta["network_data_format"]["inputs"]["latent"]["channel_def"]
+    jsonschema.validate(meta, schema)
+    del meta["schema"]
+    with pytest.raises(jsonschema.ValidationError, match="'schema' is a required property"):
+        jsonschema.validate(meta, schema)
 
 
 def _expressions(config):

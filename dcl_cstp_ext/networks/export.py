@@ -175,10 +175,12 @@ def trained_settings(path: str | os.PathLike | None, defaults: Mapping[str, Any]
     return out
 
 
-def check_against_training(path: str | os.PathLike | None, **asked: Any) -> None:
-    """Compare the settings an inference run ``asked`` for with those the export at ``path`` was trained with:
-    another architecture (``backbone``, channels) is refused (its weights would not load), another ``image_size``
-    is warned about (the model runs, but on images of a size it has not seen). Nothing when the file is missing."""
+def check_against_training(path: str | os.PathLike | None, advice: str | None = None, **asked: Any) -> None:
+    """Compare the settings an inference or evaluation run ``asked`` for with those the export at ``path`` was
+    trained with: another architecture (``backbone``, channels) is refused (its weights would not load), another
+    ``image_size`` is warned about (the model runs, but on images of a size it has not seen). Nothing when the file
+    is missing. ``advice``: what the refusal tells the user to do (default: the inference configs', which read
+    the settings from the model)."""
     from ..settings import SettingsError
 
     if not (path and Path(path).is_file()):
@@ -189,7 +191,7 @@ def check_against_training(path: str | os.PathLike | None, **asked: Any) -> None
     if differ:
         raise SettingsError(f"{path} was trained with " + ", ".join(f"{k} {t!r}" for k, (t, _) in differ.items())
                             + "; this run asks for " + ", ".join(f"{k} {a!r}" for k, (_, a) in differ.items())
-                            + ": leave them unset (they are read from the model) or pass the model's")
+                            + ": " + (advice or "leave them unset (they are read from the model) or pass the model's"))
     if size:
         logger.warning(
             f"{path} was trained at image_size {size[0]} but runs at {size[1]}: its results may be worse than "
