@@ -32,7 +32,8 @@ import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
-from .networks.export import meta_sidecar, split_for_release
+from .networks.export import meta_sidecar, read_export, split_for_release
+from .networks.resnet_encoder import ENCODER_CHANNELS
 
 __all__ = ["EXCLUDED_DIRS", "EXCLUDED_FILES", "WeightsMismatch", "build_python_package", "bundle_files",
            "bundle_version", "match_weights", "package_bundle", "package_bundles", "sha256_file"]
@@ -155,6 +156,8 @@ def _set_data_format(meta: dict, settings: Mapping, changes: list[str]) -> None:
                        (pred, "channel_def", {str(i): n for i, n in enumerate(names)})]
         elif "out_channels" in settings:
             wanted.append((pred, "num_channels", settings["out_channels"]))
+        elif pred.get("format") == "embedding" and settings.get("backbone") in ENCODER_CHANNELS:  # dcl_pretrain
+            wanted.append((pred, "num_channels", ENCODER_CHANNELS[settings["backbone"]][-1]))
     for block, key, value in wanted:
         if block.get(key) != value:
             where = "inputs#image" if block is image else "outputs#pred"
@@ -173,8 +176,6 @@ def match_weights(bundle_dir: str | os.PathLike) -> tuple[dict[str, bytes], list
     (:data:`INFERENCE_WEIGHTS`), built from the rewritten config, loads its weights file strictly, else
     :class:`WeightsMismatch` names the file and the keys. Bundles without weights: nothing to do."""
     from monai.bundle import ConfigParser
-
-    from .networks.export import read_export
 
     root = Path(bundle_dir).resolve()
     weights = INFERENCE_WEIGHTS.get(root.name, {"network_def": "models/model.pt"})

@@ -356,3 +356,27 @@ def test_package_builds_the_python_package_the_bundles_need(tmp_path):
     assert meta["required_packages_version"]["dcl-cstp"] == "0.1.0" and wheel.split("-")[1] == "0.1.0"
     assert "dcl_cstp-0.1.0-py3-none-any.whl" in meta["required_packages_source"]["dcl-cstp"]
     assert not (BUNDLES.parent / "build").exists()  # the build ran in a temporary copy
+
+
+def test_a_cpu_preset_encoder_release_describes_its_embedding(tmp_path):
+    """dcl_pretrain with a ResNet-18 encoder at 128 px (the cpu preset): the released metadata says 512 channels
+    out and 128 px in, and MONAI's verify_net_in_out (the zoo's full check) passes on the extracted bundle."""
+    from monai.bundle import verify_net_in_out
+
+    from dcl_cstp_ext.networks import PooledResNetEncoder2D
+
+    src = tmp_path / "bundles"
+    shutil.copytree(BUNDLES / "dcl_pretrain", src / "dcl_pretrain", ignore=shutil.ignore_patterns("models", "eval"))
+    (src / "dcl_pretrain" / "models").mkdir()
+    save_export(src / "dcl_pretrain" / "models" / "encoder.pt", PooledResNetEncoder2D("resnet18", 3).state_dict(),
+                {"backbone": "resnet18", "in_channels": 3, "image_size": 128})
+    index = package_bundles(tmp_path / "dist", ["dcl_pretrain"], bundles_dir=src, python_package=False)
+    assert "configs/metadata.json: network_data_format#outputs#pred#num_channels 2048 -> 512" in index["bundles"][0][
+        "changes"]
+    with zipfile.ZipFile(tmp_path / "dist" / f"dcl_pretrain_v{VERSION}.zip") as zf:
+        zf.extractall(tmp_path / "installed")
+    root = tmp_path / "installed" / "dcl_pretrain"
+    fmt = json.loads((root / "configs" / "metadata.json").read_text())["network_data_format"]
+    assert fmt["inputs"]["image"]["spatial_shape"] == [128, 128] and fmt["outputs"]["pred"]["num_channels"] == 512
+    verify_net_in_out(net_id="network_def", meta_file=str(root / "configs" / "metadata.json"),
+                      config_file=str(root / "configs" / "inference.json"), bundle_root=str(root), device="cpu")
