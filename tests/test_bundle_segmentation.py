@@ -67,6 +67,7 @@ def test_train_two_iterations(trained):
         assert (tmp / "models" / f).is_file(), f
     best = torch.load(tmp / "models" / "model.pt", map_location="cpu", weights_only=True)
     assert set(best) == {"model", "meta"} and best["meta"]["in_channels"] == 3  # the project's one export format
+    assert best["meta"]["preset"] == "default" and best["meta"]["backbone"] == "resnet18"  # what built the weights
     best = best["model"]
     assert any(k.startswith("encoder.") for k in best) and any(k.startswith("decoder.") for k in best)
     rows = _jsonl(tmp / "eval" / "val_metrics.jsonl")

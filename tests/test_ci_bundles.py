@@ -72,6 +72,18 @@ def test_the_offline_schema_is_the_zoos_published_one():
         jsonschema.validate(meta, schema)
 
 
+def test_every_preset_names_itself_and_every_training_records_it():
+    """``preset`` is a setting of every training config (``default``: the config's own values) that each
+    ``configs/presets/<name>.json`` sets to its name, and the exports record it with the weights."""
+    for name in NAMES:
+        configs = BUNDLES / name / "configs"
+        for preset in configs.glob("presets/*.json"):
+            assert json.loads(preset.read_text())["preset"] == preset.stem, preset
+        base = configs / ("train_autoencoder.json" if name == "ldm_synthesis" else "train.json")
+        assert json.loads(base.read_text())["preset"] == "default", base
+        assert '"preset": "@preset"' in "".join(p.read_text() for p in configs.glob("train*.json")), name
+
+
 def _expressions(config):
     """Every ``$`` expression of a parsed config file."""
     if isinstance(config, dict):
