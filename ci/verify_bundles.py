@@ -78,7 +78,7 @@ def check_metadata(bundle: Path) -> dict:
 def check_project_rules(name: str, meta: dict) -> None:
     """What the zoo's schema allows but a zoo bundle never does: a ``version`` that is not ``X.Y.Z``;
     ``eval_metrics`` that are not numbers (the zoo gives the scores achieved); a ``channel_def`` whose entries are not
-    one per channel; a ``value_range`` that is neither empty nor ``[low, high]``; a required package without a
+    one per channel (but for a ``labels`` image, where they name its values, as MONAI Label reads them); a ``value_range`` that is neither empty nor ``[low, high]``; a required package without a
     ``required_packages_source`` entry saying where it comes from, when it is on no public index."""
     problems = []
     if not re.fullmatch(r"\d+\.\d+\.\d+", str(meta.get("version", ""))):
@@ -92,7 +92,8 @@ def check_project_rules(name: str, meta: dict) -> None:
                 where = f"{fmt}.{side}.{key}"
                 if not isinstance(t, dict):
                     continue
-                if "channel_def" in t and len(t["channel_def"]) != t.get("num_channels"):
+                labels = t.get("format") == "labels"  # a label image: channel_def names its values, not channels
+                if "channel_def" in t and not labels and len(t["channel_def"]) != t.get("num_channels"):
                     problems.append(f"{where}: {len(t['channel_def'])} channel_def entries for num_channels "
                                     f"{t.get('num_channels')}")
                 if len(t.get("value_range", [])) not in (0, 2):

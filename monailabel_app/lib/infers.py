@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -41,6 +42,16 @@ MASK_FOREGROUND = 255  # pixel value of the foreground in the PNG labels (backgr
 RANDOM_WEIGHTS_MARKER = "RANDOM_WEIGHTS"  # models/<this> marks untrained demo weights (see prepare.py)
 
 
+def segmentation_labels(metadata_file: str, default):
+    """``{name: value}`` of the labels in the written mask: ``post_processed_outputs.pred.channel_def`` of the
+    bundle's metadata (format ``labels``), background left out; ``default`` when the metadata has none."""
+    with open(metadata_file) as fp:
+        post = json.load(fp)["network_data_format"].get("post_processed_outputs", {})
+    defs = next(iter(post.values()), {}).get("channel_def", {})
+    labels = {str(v).lower(): int(k) for k, v in defs.items() if str(v).lower() != "background"}
+    return labels or default
+
+
 class Bundle2DInferTask(BundleInferTask):
     """A 2-D bundle of this collection served by MONAI Label, ``type`` classification or segmentation."""
 
@@ -62,6 +73,10 @@ class Bundle2DInferTask(BundleInferTask):
             # the checkpoint's class names (inference.json reads them from model.pt["meta"])
             names = self.bundle_config.get_parsed_content("class_names")
             self.labels = {str(name): i for i, name in enumerate(names)}
+        else:
+            # the mask's values: the metadata's post-processed output (its network output is one logit channel)
+            self.labels = segmentation_labels(os.path.join(self.bundle_path, "configs", self.const.metadata_json()),
+                                              self.labels)
         if os.path.exists(os.path.join(self.bundle_path, "models", RANDOM_WEIGHTS_MARKER)):
             logger.warning("%s: models/model.pt holds untrained random weights (demo only)", self.bundle_path)
             self.description = f"[UNTRAINED DEMO WEIGHTS] {self.description}"
