@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from ..engines.optim import build_optimizer
 from ..engines.step import grad_scaler_for, ssl_train_step
 from ..methods import build_method
 
@@ -48,6 +49,8 @@ def _measure(
     seed: int,
     threads: int | None,
     bn_splits: int = 1,
+    compile: bool = False,
+    optimizer_impl: str | None = None,
 ) -> dict:
 
     if threads:
@@ -61,11 +64,15 @@ def _measure(
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
         views = [v.contiguous(memory_format=torch.channels_last) for v in views]
-    opt = torch.optim.SGD(model.param_groups(), lr=0.03, momentum=0.9, weight_decay=1e-4)
+    if compile:
+        model.compile()  # in place, as the bundles' `compile` setting (networks.to_device)
+    opt = build_optimizer(model.param_groups(), "sgd", lr=0.03, momentum=0.9, weight_decay=1e-4, impl=optimizer_impl)
     scaler = grad_scaler_for(dev, amp)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t_warm = time.perf_counter()
     for _ in range(warmup):
         ssl_train_step(model, opt, views, amp=amp, scaler=scaler, indices=indices)
+    warmup_s = time.perf_counter() - t_warm
     if dev.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -87,6 +94,7 @@ def _measure(
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rss_before_steps_mb": rss_before,
         "params_trainable_m": sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6,
+        "warmup_s": warmup_s,  # with compile: the compilation
         "first_loss": losses[0],
         "last_loss": losses[-1],
     }
@@ -111,10 +119,15 @@ def bench_pretrain(
     threads: int | None = None,
     json_path: str | None = None,
     bn_splits: int = 1,
+    compile: bool = False,
+    optimizer_impl: str | None = None,
 ) -> dict:
     """Time ``steps`` training steps of each method and write a JSON report (``json_path``).
 
     ``bn_splits``: split BatchNorm of the momentum methods (MoCo-v2, DCL-CsTP), as the bundle's ``bn_splits``.
+    The fast paths, as the bundles' settings of the same names: ``amp``, ``channels_last``, ``compile``
+    (``torch.compile`` of the method, compiled during the ``warmup`` steps, whose time is reported) and
+    ``optimizer_impl`` (``for_loop`` / ``foreach`` / ``fused`` SGD update; None: torch's choice).
 
     Defaults: CUDA if available with AMP on, else CPU in float32. Returns the report dict.
     """
@@ -130,7 +143,8 @@ def bench_pretrain(
         cfg = dict(
             method=method, backbone=backbone, image_size=image_size, batch_size=batch_size, steps=steps,
             warmup=warmup, channels=channels, device=device, amp=amp, channels_last=channels_last,
-            queue_size=queue_size, seed=seed, threads=threads, bn_splits=bn_splits,
+            queue_size=queue_size, seed=seed, threads=threads, bn_splits=bn_splits, compile=compile,
+            optimizer_impl=optimizer_impl,
         )
         q = ctx.Queue()
         proc = ctx.Process(target=_run_one, args=(cfg, q))
@@ -154,7 +168,8 @@ def bench_pretrain(
         "settings": dict(
             backbone=backbone, image_size=image_size, batch_size=batch_size, steps=steps, warmup=warmup,
             channels=channels, device=device, amp=amp, channels_last=channels_last, queue_size=queue_size,
-            bn_splits=bn_splits, threads=threads or torch.get_num_threads(),
+            bn_splits=bn_splits, threads=threads or torch.get_num_threads(), compile=compile,
+            optimizer_impl=optimizer_impl,
         ),
         "machine": {
             "platform": platform.platform(),

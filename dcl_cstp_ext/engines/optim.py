@@ -43,14 +43,25 @@ def finetune_param_groups(
     return [{"params": params, "lr_scale": scale} for scale, params in sorted(groups.items())]
 
 
+#: ``impl`` of :func:`build_optimizer` -> the keyword arguments of the ``torch.optim`` optimiser
+OPTIMIZER_IMPLS = {None: {}, "for_loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
+
+
 def build_optimizer(
-    params: Iterable, name: str = "sgd", lr: float = 0.03, momentum: float = 0.9, weight_decay: float = 1e-4
+    params: Iterable, name: str = "sgd", lr: float = 0.03, momentum: float = 0.9, weight_decay: float = 1e-4,
+    impl: str | None = None,
 ) -> torch.optim.Optimizer:
     """``sgd`` (momentum, the paper's), ``adamw`` or ``adam``; only parameters that require a gradient.
 
     ``params`` is an iterable of tensors or of ``torch.optim`` parameter groups (dicts with ``params``, e.g. a
     method's ``param_groups()`` or :func:`finetune_param_groups`; a group may carry ``fix_lr`` for
-    :func:`build_lr_scheduler`, and ``lr_scale``: its ``lr`` is then ``lr * lr_scale``)."""
+    :func:`build_lr_scheduler`, and ``lr_scale``: its ``lr`` is then ``lr * lr_scale``). ``impl``: torch's
+    implementation of the update, ``for_loop``, ``foreach`` (one kernel per op over all tensors) or ``fused`` (one
+    kernel for the whole update); None lets torch choose (``foreach`` on CUDA). The same arithmetic either way."""
+    if impl not in OPTIMIZER_IMPLS:
+        raise ValueError(f"unknown optimizer impl {impl!r}: expected one of {sorted(k for k in OPTIMIZER_IMPLS if k)} "
+                         "or None")
+    kwargs = OPTIMIZER_IMPLS[impl]
     params = list(params)
     if params and isinstance(params[0], dict):
         groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in params]
@@ -59,11 +70,11 @@ def build_optimizer(
     else:
         params = [p for p in params if p.requires_grad]
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, **kwargs)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **kwargs)
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, **kwargs)
     raise ValueError(f"unknown optimizer {name!r}: expected 'sgd', 'adamw' or 'adam'")
 
 

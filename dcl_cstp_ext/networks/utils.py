@@ -34,7 +34,13 @@ def eval_mode(*modules: nn.Module) -> Iterator[None]:
             m.training = training
 
 
-def to_device(module: nn.Module, device: torch.device | str, channels_last: bool = False) -> nn.Module:
+def to_device(module: nn.Module, device: torch.device | str, channels_last: bool = False, compile: bool = False
+              ) -> nn.Module:
     """``module`` moved to ``device`` (in place, returned), its 4-D weights in the channels-last memory format when
-    asked (faster convolutions with AMP on recent GPUs)."""
-    return module.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    asked (faster convolutions with AMP on recent GPUs), and its ``forward`` compiled by ``torch.compile`` when
+    ``compile`` (``nn.Module.compile``: in place, so ``state_dict`` keys, checkpoints and exports are unchanged; the
+    first steps pay the compilation)."""
+    module = module.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    if compile:
+        module.compile()
+    return module
