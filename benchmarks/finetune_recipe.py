@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -85,4 +86,6 @@ def main(**kwargs) -> None:
 
 
 if __name__ == "__main__":
-    fire.Fire(main)
+    from dcl_cstp_ext.cli import keep_json_text
+
+    fire.Fire(main, command=keep_json_text(sys.argv[1:]))

@@ -79,4 +79,6 @@ def step_curve(task: str, data_root: str, out: str, method: str = "dcl_cstp", ep
 
 
 if __name__ == "__main__":
-    fire.Fire(step_curve)
+    from dcl_cstp_ext.cli import keep_json_text
+
+    fire.Fire(step_curve, command=keep_json_text(sys.argv[1:]))

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import fire
@@ -240,11 +241,31 @@ def _log_to_stdout() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s - %(name)s - %(levelname)s - %(message)s")
 
 
+#: options whose value is a JSON object (:func:`_json_arg`)
+JSON_OPTIONS = ("--overrides",)
+
+
+def keep_json_text(argv: list[str], options=JSON_OPTIONS) -> list[str]:
+    """``argv`` with the JSON object given to each of ``options`` quoted, so that fire hands it over as text and
+    :func:`_json_arg` reads it as JSON: fire would parse ``{"amp": true}`` itself, as Python, into ``{"amp": "true"}``
+    (JSON's ``true``, ``false`` and ``null`` become strings, and a string 'true' is truthy)."""
+    out, quote_next = [], False
+    for arg in argv:
+        if quote_next and arg.lstrip().startswith("{"):
+            arg = json.dumps(arg)
+        elif "=" in arg and arg.split("=", 1)[0] in options and arg.split("=", 1)[1].lstrip().startswith("{"):
+            key, value = arg.split("=", 1)
+            arg = f"{key}={json.dumps(value)}"
+        quote_next = arg in options
+        out.append(arg)
+    return out
+
+
 def main() -> None:
     from .short_errors import install
 
     install()
-    fire.Fire(CLI, name="dcl-cstp")
+    fire.Fire(CLI, command=keep_json_text(sys.argv[1:]), name="dcl-cstp")
 
 
 if __name__ == "__main__":

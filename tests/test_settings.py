@@ -150,3 +150,21 @@ def test_the_pipeline_refuses_overrides_that_no_stage_of_their_block_knows(tmp_p
     check({"finetune": {"max_epochs": 3, "datalist_kwargs": {"num_classes": 3}}, "ldm": {"num_samples": 8},
            "pretrain": {"lr": None, "train#trainer#epoch_length": 3}, "ldm/diffusion": {"max_epochs": 1}})
     check({"finetune": {"my_key": 1, "allow_new_keys": True}})
+
+
+def test_json_true_false_null_in_overrides_reach_the_configs_as_json():
+    """``dcl-cstp pipeline --overrides '{"pretrain": {"amp": true}}'``: fire alone parses the text as Python and
+    gives ``{"amp": "true"}`` (a truthy string, which crashed a run in its first step); the CLI keeps the text for
+    JSON, also in the ``--overrides=...`` form."""
+    import fire
+
+    from dcl_cstp_ext.cli import _json_arg, keep_json_text
+
+    text = '{"pretrain": {"amp": true, "resume": false, "queue_size": null, "lr": 0.1}}'
+    got = {}
+    fire.Fire(lambda overrides=None: got.update(o=_json_arg(overrides)), command=["--overrides", text])
+    assert got["o"] == {"pretrain": {"amp": "true", "resume": "false", "queue_size": "null", "lr": 0.1}}  # the bug
+    for argv in (["--overrides", text], [f"--overrides={text}"]):
+        fire.Fire(lambda overrides=None: got.update(o=_json_arg(overrides)), command=keep_json_text(argv))
+        assert got["o"] == {"pretrain": {"amp": True, "resume": False, "queue_size": None, "lr": 0.1}}
+    assert keep_json_text(["pipeline", "--seeds", "0,1"]) == ["pipeline", "--seeds", "0,1"]
