@@ -1,8 +1,8 @@
 """Model-zoo style verification of every bundle under ``bundles/`` (offline).
 
-Per bundle: required files and the zoo's README sections; ``version`` present in ``changelog``; metadata against the model zoo's published schema
-(``ci/schema/meta_schema_20240725.json``, an offline copy, see ``ci/README.md``) and the project's stricter rules
-(:func:`check_project_rules`); JSON files parse and are formatted (4-space indent); ``verify_net_in_out`` on
+Per bundle: required files and the zoo's README sections; ``version`` present in ``changelog``; metadata against
+the model zoo's published schema (``ci/schema/meta_schema_20240725.json``, an offline copy, see ``ci/README.md``)
+and the project's stricter rules (:func:`check_project_rules`); JSON files parse and are formatted (4-space indent); ``verify_net_in_out`` on
 ``network_def``; ``ckpt_export`` to TorchScript of a freshly initialised checkpoint and the exported model's output
 equal to the checkpoint's. The bundles' own train -> evaluate -> infer runs on tiny built-in data are the
 ``tests/test_bundle_*.py`` tests (``make test`` runs both).
@@ -77,8 +77,8 @@ def check_metadata(bundle: Path) -> dict:
 
 def check_project_rules(name: str, meta: dict) -> None:
     """What the zoo's schema allows but a zoo bundle never does: a ``version`` that is not ``X.Y.Z``;
-    ``eval_metrics`` that are not numbers (the zoo gives the scores achieved); a ``channel_def`` whose entries are not
-    one per channel (but for a ``labels`` image, where they name its values, as MONAI Label reads them); a ``value_range`` that is neither empty nor ``[low, high]``; a required package without a
+    ``eval_metrics`` that are not numbers (the zoo gives the scores achieved); a ``channel_def`` whose entries are
+    not one per channel (but for a ``labels`` image, where they name its values, as MONAI Label reads them); a ``value_range`` that is neither empty nor ``[low, high]``; a required package without a
     ``required_packages_source`` entry saying where it comes from, when it is on no public index."""
     problems = []
     if not re.fullmatch(r"\d+\.\d+\.\d+", str(meta.get("version", ""))):

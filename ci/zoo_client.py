@@ -39,7 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "ci" / "schema" / "meta_schema_20240725.json"
 BUNDLES = ("dcl_pretrain", "isic_seg", "kvasir_seg", "ldm_synthesis", "pneumonia_cls")
 #: the zoo's exclusions for its latent diffusion bundles, applied to ours (see the module docstring)
-DIFFUSION_EXCLUSIONS = {"exclude_verify_shape_list": ["ldm_synthesis"], "exclude_verify_torchscript_list": ["ldm_synthesis"]}
+DIFFUSION_EXCLUSIONS = {"exclude_verify_shape_list": ["ldm_synthesis"],
+                        "exclude_verify_torchscript_list": ["ldm_synthesis"]}
 #: placeholder weights: (config, network id, file) per bundle; default: inference.json's network_def -> model.pt
 PLACEHOLDERS = {
     "dcl_pretrain": [("inference.json", "network_def", "encoder.pt"), ("train.json", "network_def", "model.pt")],
@@ -111,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     names = [b for b in args.bundles.split(",") if b]
     src, dist, models = work / "src", work / "dist", work / "models"
     for name in names:
-        shutil.copytree(ROOT / "bundles" / name, src / name, ignore=shutil.ignore_patterns("models", "eval", "__pycache__"))
+        shutil.copytree(ROOT / "bundles" / name, src / name,
+                        ignore=shutil.ignore_patterns("models", "eval", "__pycache__"))
         placeholder_weights(src / name)
     index = package_bundles(dist, names, bundles_dir=src, base_url=dist.as_uri())
     models.mkdir(parents=True)

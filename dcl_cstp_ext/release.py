@@ -221,8 +221,8 @@ def match_weights(bundle_dir: str | os.PathLike) -> tuple[dict[str, bytes], list
 def _large_files_yml(entries: Sequence[Mapping]) -> bytes:
     """``large_files.yml`` in the model zoo's form (YAML; the strings JSON-quoted, which YAML reads as they are)."""
     lines = ["# The weights of this release: each is also published beside the bundle zip (written by dcl-cstp",
-             "# package). A bundle folder without them fetches them with the model zoo's tools from these urls, checked",
-             "# against the sha256.", "large_files:"]
+             "# package). A bundle folder without them fetches them with the model zoo's tools from these urls,",
+             "# checked against the sha256.", "large_files:"]
     for e in entries:
         lines += [f"  - path: {json.dumps(e['path'])}", f"    url: {json.dumps(e['url'])}",
                   f"    hash_val: {json.dumps(e['sha256'])}", '    hash_type: "sha256"']

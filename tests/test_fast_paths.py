@@ -16,7 +16,8 @@ def _net():
     """A conv-BN-linear net; the convolution without a bias, as in a ResNet (a bias before BatchNorm gets a gradient
     of rounding noise, which Adam's normalised step turns into +-lr: no two implementations would agree)."""
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 64, 2))
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(8 * 64, 2))
 
 
 @pytest.mark.parametrize("name", ["sgd", "adamw"])

@@ -50,7 +50,8 @@ def release(tmp_path_factory):
     torch.manual_seed(0)
     net = FlexibleUNet(3, 1, BACKBONE, spatial_dims=2)
     (kvasir / "models").mkdir()
-    save_export(kvasir / "models" / "model.pt", net.state_dict(),  # what training writes: the weights + what builds them
+    # what training writes: the weights and what builds them
+    save_export(kvasir / "models" / "model.pt", net.state_dict(),
                 {"backbone": BACKBONE, "in_channels": 3, "out_channels": 1, "image_size": 64})
     (kvasir / "models" / "checkpoint.pt").write_bytes(b"resume state, not released")
     for junk in ("configs/__pycache__/x.cpython-311.pyc", "eval/metrics.jsonl", "eval/tensorboard/events.out.tfevents.1",
@@ -307,7 +308,8 @@ def test_packaging_sets_the_configs_to_the_weights_so_monai_load_gets_every_vari
     assert "configs/train.json: backbone 'resnet50' -> 'resnet18'" in changes
     assert "configs/train.json: image_size 256 -> 128" in changes
     assert "configs/inference.json: default_settings#backbone 'resnet50' -> 'resnet18'" in changes
-    assert json.loads((src / "kvasir_seg" / "configs" / "train.json").read_text())["backbone"] == "resnet50"  # untouched
+    source = json.loads((src / "kvasir_seg" / "configs" / "train.json").read_text())
+    assert source["backbone"] == "resnet50"  # the source bundle is untouched
     with zipfile.ZipFile(dist / f"kvasir_seg_v{VERSION}.zip") as zf:
         zf.extractall(tmp_path / "installed")
         large = zf.read("kvasir_seg/large_files.yml").decode()

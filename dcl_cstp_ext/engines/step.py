@@ -83,7 +83,8 @@ def ssl_train_step(
     method.train()
     optimizer.zero_grad(set_to_none=True)
     with autocast_for(views[0].device, amp):
-        out = (inferer or _call)(list(views), method, indices)  # through forward, so that a DDP wrapper synchronises the gradients
+        # through forward, so that a DDP wrapper synchronises the gradients
+        out = (inferer or _call)(list(views), method, indices)
     loss = out["loss"]
     optimizer_step(loss, optimizer, method.parameters(), scaler, grad_clip, terms=out)
     unwrap(method).on_train_batch_end()
