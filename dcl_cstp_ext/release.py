@@ -32,7 +32,7 @@ import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
-from .networks.export import meta_sidecar, read_export, split_for_release
+from .networks.export import meta_sidecar, read_export, read_export_meta, split_for_release
 from .networks.resnet_encoder import ENCODER_CHANNELS
 
 __all__ = ["EXCLUDED_DIRS", "EXCLUDED_FILES", "WeightsMismatch", "build_python_package", "bundle_files",
@@ -184,7 +184,7 @@ def match_weights(bundle_dir: str | os.PathLike) -> tuple[dict[str, bytes], list
         return {}, []
     settings: dict = {}
     for f in sorted(set(present.values())):
-        meta = read_export(root / f)[1]
+        meta = read_export_meta(root / f)  # memory-mapped: the weights are read once, below
         settings.update({k: meta[k] for k in ARCHITECTURE_KEYS if k in meta})
     replaced, changes = {}, []
     for path in sorted((root / "configs").glob("*.json")):

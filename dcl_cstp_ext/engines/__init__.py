@@ -3,7 +3,7 @@ validation bookkeeping and what an engine's output holds per image."""
 
 from .checkpoint import ResumableCheckpoint, RNGState
 from .distributed import close_process_group, open_process_group
-from .embeddings import EmbeddingWriter, save_embeddings, write_embeddings
+from .embeddings import EmbeddingWriter, save_embeddings
 from .frozen_probe import (
     cross_validated_dense_linear,
     cross_validated_knn,
@@ -31,7 +31,6 @@ __all__ = [
     "close_process_group",
     "open_process_group",
     "RNGState",
-    "write_embeddings",
     "EmbeddingWriter",
     "save_embeddings",
     "LossGuard",

@@ -1,11 +1,11 @@
-"""Write encoder embeddings of a set of images (NumPy + CSV) for inspection: :func:`write_embeddings` (a plain loop)
-or :class:`EmbeddingWriter` (an evaluator's handler, as the ``dcl_pretrain`` inference config runs it)."""
+"""Write encoder embeddings of a set of images (NumPy + CSV) for inspection: :class:`EmbeddingWriter`, the handler
+of the ``dcl_pretrain`` inference evaluator, and :func:`save_embeddings`, the files it writes."""
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +13,7 @@ import torch
 import torch.nn.functional as F
 from ignite.engine import Engine, Events
 
-from .knn_monitor import extract_features
-
-__all__ = ["EmbeddingWriter", "save_embeddings", "write_embeddings"]
+__all__ = ["EmbeddingWriter", "save_embeddings"]
 
 
 def save_embeddings(feats: torch.Tensor, files: Sequence[str | Mapping], output_dir: str, image_key: str = "image"
@@ -38,15 +36,6 @@ def save_embeddings(feats: torch.Tensor, files: Sequence[str | Mapping], output_
     (out / "embeddings.json").write_text(json.dumps({"files": list(files), "shape": list(arr.shape)}, indent=1))
     print(f"wrote {arr.shape[0]} embeddings of width {arr.shape[1]} to {out}")
     return {"npy": str(out / "embeddings.npy"), "csv": str(out / "embeddings.csv")}
-
-
-def write_embeddings(
-    network: torch.nn.Module, loader: Iterable, files: Sequence[str | Mapping], output_dir: str,
-    device: str | torch.device = "cpu", image_key: str = "image",
-) -> dict:
-    """L2-normalised pooled features of every image of ``loader`` (in ``files`` order) -> :func:`save_embeddings`."""
-    feats, _ = extract_features(network, loader, device, label_key=None)
-    return save_embeddings(feats, files, output_dir, image_key)
 
 
 class EmbeddingWriter:

@@ -60,7 +60,7 @@ class SymmetricNegativeCosineLoss(nn.Module):
     Examples:
         >>> import torch
         >>> z_a, z_b = torch.randn(4, 8), torch.randn(4, 8)  # (B, D) each
-        >>> round(SymmetricNegativeCosineLoss()(z_b, z_b, -z_a, z_a).item(), 6)  # -1/2 (1) - 1/2 (-1)
+        >>> round(SymmetricNegativeCosineLoss()(z_b, z_b, -z_a, z_a).item(), 6) + 0.0  # -1/2 (1) - 1/2 (-1); no -0.0
         0.0
     """
 
