@@ -1,4 +1,5 @@
-"""Metrics of the downstream tasks: classification (from a confusion matrix) and binary segmentation (per image)."""
+"""Metrics of the downstream tasks: classification (from a confusion matrix) and binary segmentation (per image);
+the paired comparison of two initialisations over seeds."""
 
 from .classification import (
     accuracy,
@@ -11,6 +12,7 @@ from .classification import (
     per_class_recall,
     roc_auc_ovr,
 )
+from .paired import PairedComparison, paired_by_key, paired_comparison
 from .segmentation import (
     METRIC_NAMES,
     binary_mask,
@@ -25,6 +27,7 @@ from .segmentation import (
 
 __all__ = [
     "METRIC_NAMES",
+    "PairedComparison",
     "accuracy",
     "binary_mask",
     "classification_metrics",
@@ -36,6 +39,8 @@ __all__ = [
     "macro_precision",
     "macro_recall",
     "mask_contour",
+    "paired_by_key",
+    "paired_comparison",
     "per_class_f1",
     "per_class_precision",
     "per_class_recall",

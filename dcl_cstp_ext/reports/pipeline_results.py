@@ -8,10 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..pipeline.config import ABLATIONS, INITIALISATIONS
-
-__all__ = ["METRICS", "PAPER_RESULTS", "RECIPE_KEYS", "collect_results", "evaluated_splits_sentence", "evaluations", "find_metric",
-           "finetune_recipes", "finished_runs", "format_values", "init_order", "read_jsonl", "stage_times"]
+__all__ = ["METRICS", "PAPER_RESULTS", "RECIPE_KEYS", "collect_by_seed", "collect_results", "evaluated_splits_sentence",
+           "evaluations", "find_metric", "finetune_recipes", "finished_runs", "format_values", "init_order", "read_jsonl",
+           "stage_times"]
 
 #: the fine-tuning settings the report shows per initialisation (each fine-tuning's resolved ``config.json``)
 RECIPE_KEYS = ("lr", "encoder_lr_scale", "layer_decay", "warmup_epochs", "max_epochs", "batch_size", "image_size",
@@ -85,17 +84,23 @@ def evaluations(run: Path) -> list[tuple[str, str, str, Path]]:
             for p in sorted(run.glob("finetune/*/lf*/seed*/evaluate/metrics.json"))]
 
 
-def collect_results(run: Path, kind: str) -> dict:
-    """``{init: {fraction: {metric: [value per seed]}}}`` from ``finetune/*/lf*/seed*/evaluate/metrics.json``."""
+def collect_by_seed(run: Path, kind: str) -> dict:
+    """``{init: {fraction: {metric: {seed: value}}}}`` from ``finetune/*/lf*/seed*/evaluate/metrics.json``."""
     out: dict = {}
-    for init, fraction, _, path in evaluations(run):
+    for init, fraction, seed, path in evaluations(run):
         metrics = json.loads(path.read_text())
         row = out.setdefault(init, {}).setdefault(fraction, {})
         for name, keys, _ in METRICS[kind]:
             value = find_metric(metrics, keys)
             if value is not None:
-                row.setdefault(name, []).append(value)
+                row.setdefault(name, {})[seed] = value
     return out
+
+
+def collect_results(run: Path, kind: str) -> dict:
+    """``{init: {fraction: {metric: [value per seed]}}}``: :func:`collect_by_seed` without the seeds."""
+    return {init: {fraction: {name: list(values.values()) for name, values in row.items()}
+                   for fraction, row in per.items()} for init, per in collect_by_seed(run, kind).items()}
 
 
 def finetune_recipes(run: Path) -> dict[str, dict]:
@@ -148,6 +153,8 @@ def finished_runs(run: Path) -> dict[str, list[str]]:
 
 def init_order(init: str) -> tuple[int, str]:
     """Table order: random, the baselines, DCL-CsTP, + synthetic (ratios), then the ablations."""
+    from ..pipeline.config import ABLATIONS, INITIALISATIONS  # here: the pipeline package imports the report
+
     order = list(INITIALISATIONS) + list(ABLATIONS)
     if init in order:
         return order.index(init), init
