@@ -6,7 +6,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint bench clean label-setup label
+.PHONY: setup demo test lint bench clean label-setup label browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,9 +22,23 @@ setup: $(VENV)/.installed
 demo: setup
 	$(BIN)/dcl-cstp demo
 
+# The report's browser test (tests/test_report_page.py) needs a headless Chromium. Where none is found and apt-get is
+# at hand (as root), Debian's chromium is installed quietly; where that fails, the test is skipped with the reason.
+browser:
+	@if [ -z "$$DCL_CSTP_BROWSER" ] \
+		&& ! { command -v chromium || command -v chromium-browser || command -v google-chrome; } >/dev/null 2>&1 \
+		&& command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing chromium for the browser test (apt-get)"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		{ apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 \
+		  || { apt-get update -qq >/dev/null 2>&1 \
+		       && apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1; }; } \
+		|| echo "chromium could not be installed: the browser test will be skipped"; \
+	fi
+
 # With CI=true (as .ci/run runs it) the MONAI Label environment is built too, so that its server test runs;
 # locally `make label-setup` once does the same, otherwise that test is skipped with the reason.
-test: setup $(if $(filter true 1,$(CI)),label-setup)
+test: setup browser $(if $(filter true 1,$(CI)),label-setup)
 	$(BIN)/ruff check dcl_cstp_ext tests ci monailabel_app
 	@# pytest exits 5 when it collects no test; that is reported, not failed.
 	$(BIN)/python -m pytest -q tests; rc=$$?; if [ $$rc -eq 5 ]; then echo 'no tests collected'; exit 0; fi; exit $$rc

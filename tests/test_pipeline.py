@@ -6,6 +6,7 @@ import csv
 import json
 
 import pytest
+from browser import assert_reads_as_a_page, find_browser
 
 from dcl_cstp_ext.pipeline import PipelineConfig, plan, run_pipeline
 from dcl_cstp_ext.pipeline import pipeline as pipeline_module
@@ -133,6 +134,8 @@ def test_pipeline_end_to_end_report_and_resume(tmp_path, demo_data, monkeypatch)
     assert (run / "pretrain" / "dcl_cstp" / "models" / "encoder.pt").is_file()
     assert (run / "ldm" / "models" / "autoencoder.pt").is_file() and (run / "ldm" / "models" / "model.pt").is_file()
     assert (run / "finetune" / "dcl_cstp" / "lf1" / "seed0" / "models" / "model.pt").is_file()
+    if find_browser():  # the page as shown: pictures loaded at a readable size, no raw Markdown (test_report_page.py)
+        assert_reads_as_a_page(run / "report.html", tmp_path)
 
 
 def test_report_header_lists_every_finished_run_not_only_the_last_command(tmp_path):
@@ -162,6 +165,11 @@ def test_report_header_lists_every_finished_run_not_only_the_last_command(tmp_pa
     assert "The last command asked for initialisations dcl_cstp" in header
     assert "| dcl_cstp | 2 | 47.50 ± 3.54 |" in text  # both seeds of the 10% table, whichever command ran them
     assert "Evaluated on the test (100 images) split. Nothing was selected on it" in text
+    # the paired comparison comes first; seed 1 is the only seed both ran at 10%
+    stats = header.split("## What pre-training changed")[1]
+    assert "| dcl_cstp | 1 | +5.00 | +5.00 (1 pair) | n/a | 1 | within noise |" in stats
+    assert "| random | 1 | -5.00 | -5.00 (1 pair) | n/a | 1 | within noise |" in stats
+    assert json.loads((run / "statistics.json").read_text())["comparisons"][0]["differences"] == [5.0]
     # each initialisation's recipe, as its fine-tunings ran
     assert "| random | 0.001 | 1.0 | 1.0 | 2 | None | None | None | hv | presets/cpu.json |" in text
     assert "| dcl_cstp | 0.001 | 0.1 | 1.0 | 2 | None | None | None | hv | presets/cpu.json, " \

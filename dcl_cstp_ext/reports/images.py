@@ -64,8 +64,8 @@ def save_pairs_grid(
     pairs_per_row: int = 4, pad: int = 2,
 ) -> Path:
     """Side-by-side pairs ``left[i] | right[i]`` (e.g. input | reconstruction, synthetic | nearest training image),
-    ``pairs_per_row`` pairs per row."""
+    ``pairs_per_row`` pairs per row (fewer pairs: one row of just them)."""
     if len(left) != len(right):
         raise ValueError(f"pairs need as many left as right images, got {len(left)} and {len(right)}")
     tiles = [im for pair in zip(left, right) for im in pair]
-    return save_grid(tiles, path, nrow=2 * pairs_per_row, pad=pad)
+    return save_grid(tiles, path, nrow=2 * max(1, min(pairs_per_row, len(left))), pad=pad)
