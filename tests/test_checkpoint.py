@@ -103,3 +103,20 @@ def test_a_checkpoint_that_would_run_code_is_refused_at_resume(tmp_path):
         _trainer(2, tmp_path).run()
     assert str(path) in str(err.value) and "could run code" in str(err.value)
     assert not marker.exists()
+
+
+def test_the_float16_loss_scaler_is_saved_and_restored(tmp_path):
+    """A GPU without bfloat16 trains in float16 with a ``GradScaler``: its scale and growth count resume too (here a
+    CPU ``GradScaler`` stands in for the CUDA one; the checkpoint treats both alike)."""
+    first = _trainer(1, tmp_path)
+    first.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=1)  # grows every finite step
+    first.run()
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert saved["grad_scaler"]["scale"] == pytest.approx(2.0**12)  # two finite steps, doubled twice
+    resumed = _trainer(2, tmp_path)
+    resumed.scaler = torch.amp.GradScaler("cpu", init_scale=1.0, growth_interval=1)
+    resumed.run()
+    assert resumed.scaler.get_scale() == pytest.approx(2.0**14)  # 2**12 restored, then two more steps
+    no_scaler = _trainer(1, tmp_path / "plain")  # a run without float16 writes no scaler entry
+    no_scaler.run()
+    assert "grad_scaler" not in torch.load(tmp_path / "plain" / "checkpoint.pt", weights_only=True)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from ignite.engine import Events
 
-from dcl_cstp_ext.engines import StepTrainer, grad_scaler_for, optimizer_step
+from dcl_cstp_ext.engines import StepTrainer, amp_dtype, grad_scaler_for, optimizer_step
 
 
 class Toy(StepTrainer):
@@ -81,14 +81,20 @@ def test_cpu_amp_is_bfloat16_without_a_scaler_across_run():
 
 
 @pytest.mark.filterwarnings("ignore:torch.cuda.amp.GradScaler is enabled, but CUDA is not available")
-def test_a_gradient_scaler_only_for_float16_on_cuda():
+def test_a_gradient_scaler_only_for_float16_on_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)  # a GPU before Ampere
+    assert amp_dtype("cuda") == torch.float16
     assert isinstance(grad_scaler_for("cuda", True), torch.amp.GradScaler)
     assert grad_scaler_for("cuda", False) is None
     assert grad_scaler_for("cpu", True) is None and grad_scaler_for(torch.device("cpu"), False) is None
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # Ampere and later: bfloat16, no scaler
+    assert amp_dtype("cuda") == torch.bfloat16 and grad_scaler_for("cuda", True) is None
+    assert amp_dtype("cpu") == torch.bfloat16
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_amp_trains_float16_with_the_trainers_own_scaler():
+def test_cuda_amp_trains_float16_with_the_trainers_own_scaler(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)  # the float16 path on any GPU
     torch.manual_seed(0)
     net = torch.nn.Linear(3, 2).cuda()
     trainer = Toy("cuda", 1, _batches([1.0, 1.0]), net, torch.optim.SGD(net.parameters(), lr=0.1), amp=True)
@@ -96,6 +102,14 @@ def test_cuda_amp_trains_float16_with_the_trainers_own_scaler():
     trainer.run()
     assert trainer.scaler is scaler and scaler.is_enabled() and trainer.forward_dtype == torch.float16
     assert scaler.state_dict()["_growth_tracker"] == 2  # two finite steps through it
+
+
+@pytest.mark.skipif(not (torch.cuda.is_available() and torch.cuda.is_bf16_supported()), reason="needs a bfloat16 GPU")
+def test_cuda_amp_trains_bfloat16_without_a_scaler_where_the_gpu_can():
+    net = torch.nn.Linear(3, 2).cuda()
+    trainer = Toy("cuda", 1, _batches([1.0, 1.0]), net, torch.optim.SGD(net.parameters(), lr=0.1), amp=True)
+    trainer.run()
+    assert trainer.scaler is None and trainer.forward_dtype == torch.bfloat16
 
 
 def test_channels_last_and_plain_tensors():

@@ -21,7 +21,7 @@ from .outputs import label_index, per_image_items, source_filename, stacked_outp
 from .prepare_batch import ImageLabelPrepareBatch
 from .pretrain_trainer import PretrainTrainer
 from .seeded_data import EpochSeededSampler, SeededAugmentDataset, seeded_cached_dataset
-from .step import autocast_for, grad_scaler_for, optimizer_step, ssl_train_step
+from .step import amp_dtype, autocast_for, grad_scaler_for, optimizer_step, ssl_train_step
 from .tracking import mlflow_compatible, trainer_handlers
 from .trainer_base import StepTrainer
 from .validation import BestMetricState, ValidationLog, rank_zero_summary_writer
@@ -61,6 +61,7 @@ __all__ = [
     "PretrainTrainer",
     "EpochSeededSampler",
     "SeededAugmentDataset",
+    "amp_dtype",
     "autocast_for",
     "grad_scaler_for",
     "optimizer_step",

@@ -9,20 +9,29 @@ import torch
 from ..methods.base import SSLMethod
 from ..networks.utils import unwrap
 
-__all__ = ["autocast_for", "grad_scaler_for", "optimizer_step", "ssl_train_step"]
+__all__ = ["amp_dtype", "autocast_for", "grad_scaler_for", "optimizer_step", "ssl_train_step"]
+
+
+def amp_dtype(device: torch.device | str) -> torch.dtype:
+    """The autocast dtype for ``device``: bfloat16 on the CPU and on GPUs that support it (Ampere and later),
+    float16 on older GPUs (which then need a ``GradScaler``)."""
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
 
 
 def autocast_for(device: torch.device | str, amp: bool) -> torch.autocast:
-    """``torch.autocast`` for ``device``: float16 on CUDA, bfloat16 on CPU; disabled when ``amp`` is False."""
+    """``torch.autocast`` in :func:`amp_dtype` for ``device``; disabled when ``amp`` is False."""
     device = torch.device(device)
-    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-    return torch.autocast(device_type=device.type, dtype=dtype, enabled=amp)
+    return torch.autocast(device_type=device.type, dtype=amp_dtype(device), enabled=amp)
 
 
 def grad_scaler_for(device: torch.device | str, amp: bool) -> torch.amp.GradScaler | None:
-    """The loss scaler that :func:`autocast_for` needs: a ``GradScaler`` for float16 on CUDA; None otherwise
-    (bfloat16 has float32's exponent range)."""
-    return torch.amp.GradScaler("cuda") if amp and torch.device(device).type == "cuda" else None
+    """The loss scaler that :func:`autocast_for` needs: a ``GradScaler`` where it autocasts to float16 (a GPU without
+    bfloat16); None otherwise (bfloat16 has float32's exponent range)."""
+    device = torch.device(device)
+    return torch.amp.GradScaler("cuda") if amp and amp_dtype(device) == torch.float16 else None
 
 
 def optimizer_step(
