@@ -228,7 +228,7 @@ def test_simsiam_predictor_keeps_its_learning_rate():
 
     model = _small("simsiam")
     lr = method_lr("simsiam", 32)
-    assert lr == pytest.approx(0.05 * 32 / 256)
+    assert lr == pytest.approx(0.5 * 32 / 256)  # solo-learn's small-data rate (METHOD.md)
     opt = build_optimizer(model.param_groups(), lr=lr)
     sched = build_lr_scheduler(opt, "cosine", max_epochs=4, warmup_epochs=1)
     assert [g.get("fix_lr", False) for g in opt.param_groups] == [False, True]
@@ -252,6 +252,7 @@ def test_learning_rates_scale_with_the_batch_by_each_papers_rule():
     assert method_lr("no_local", 32) == method_lr("dcl_cstp", 32)  # the ablations are DCL-CsTP
     assert method_lr("mocov2", 256) == pytest.approx(0.03)
     assert method_lr("simclr", 128) == pytest.approx(0.06)
+    assert method_lr("simsiam", 256) == pytest.approx(0.5)  # solo-learn's CIFAR recipe, not the ImageNet 0.05
     assert method_lr("simclr", 32, lr=0.1) == 0.1  # a config's lr wins
 
 
