@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from ..engines.optim import build_optimizer
-from ..engines.step import grad_scaler_for, ssl_train_step
+from ..engines.step import amp_dtype, grad_scaler_for, ssl_train_step
 from ..methods import build_method
 
 __all__ = ["bench_pretrain"]
@@ -97,6 +97,7 @@ def _measure(
         "warmup_s": warmup_s,  # with compile: the compilation
         "first_loss": losses[0],
         "last_loss": losses[-1],
+        "autocast_dtype": str(amp_dtype(dev)).removeprefix("torch.") if amp else None,
     }
     if dev.type == "cuda":
         result["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
