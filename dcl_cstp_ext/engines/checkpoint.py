@@ -112,7 +112,8 @@ class ResumableCheckpoint:
     Writes ``<ckpt_dir>/checkpoint.pt`` atomically every ``save_every_epochs`` epochs and, if given, every
     ``save_every_iters`` iterations, and at the end of the run. Holds ``objects`` (model, optimizer, scheduler,
     ...; anything with ``state_dict``/``load_state_dict``), the trainer's float16 loss scaler (``engine.scaler``,
-    picked up when the run starts), the trainer's epoch/iteration and the RNG states. On ``STARTED``, if the file exists (and ``resume``), everything is restored; a mid-epoch position is
+    picked up when the run starts), the trainer's epoch/iteration and the RNG states. On ``STARTED``, if the
+    file exists (and ``resume``), everything is restored; a mid-epoch position is
     honoured by telling the :class:`EpochSeededSampler` to skip the samples already seen.
 
     The file is read with ``torch.load(weights_only=True)``: tensors and plain data only, so a planted file cannot
