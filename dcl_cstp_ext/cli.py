@@ -28,9 +28,12 @@ class Bench:
 
     def pretrain(self, methods="dcl_cstp,simsiam,mocov2,simclr", backbone="resnet18", image_size=64,
                  batch_size=16, steps=10, warmup=2, channels=3, device=None, amp=None, channels_last=False,
-                 queue_size=4096, seed=0, threads=None, json=None, bn_splits=1, compile=False, optimizer_impl=None):
+                 queue_size=4096, seed=0, threads=None, json=None, bn_splits=1, compile=False, optimizer_impl=None, head_dim=None,
+                 paired_rounds=0):
         """Images/s and peak memory of a training step per method, and each method's ratio to SimSiam
-        (``--bn-splits``: split BatchNorm of MoCo-v2 and DCL-CsTP, as the bundle's ``bn_splits``). The fast paths,
+        (``--bn-splits``: split BatchNorm of MoCo-v2 and DCL-CsTP, as the bundle's ``bn_splits``; ``--head-dim``: the
+        CsTP head's token width, as the bundle's ``head_kwargs.dim``, 256 in the ``cpu`` preset; ``--paired-rounds N``:
+        also the ratios measured in N rounds of one step per method in one process). The fast paths,
         as the bundles' settings: ``--amp``, ``--channels-last``, ``--compile`` (torch.compile; the compilation
         is timed apart), ``--optimizer-impl for_loop|foreach|fused``."""
         from .bench.pretrain import bench_pretrain
@@ -38,7 +41,8 @@ class Bench:
         bench_pretrain(methods=methods, backbone=backbone, image_size=image_size, batch_size=batch_size,
                        steps=steps, warmup=warmup, channels=channels, device=device, amp=amp,
                        channels_last=channels_last, queue_size=queue_size, seed=seed, threads=threads,
-                       json_path=json, bn_splits=bn_splits, compile=bool(compile), optimizer_impl=optimizer_impl)
+                       json_path=json, bn_splits=bn_splits, compile=bool(compile), optimizer_impl=optimizer_impl,
+                       head_dim=head_dim, paired_rounds=paired_rounds)
 
     def sample(self, ckpt_dir=None, preset=None, samplers="ddpm:1000,ddim:50,dpm_solver:20", num_images=64,
                batch_size=32, seed=0, device=None, threads=None, dataset_dir=None, num_real=None,

@@ -1,48 +1,55 @@
-"""Split BatchNorm, the one-device stand-in for MoCo's shuffling BN, and how the momentum methods use it."""
+"""Split BatchNorm, the one-device stand-in for MoCo's shuffling BN, and the momentum stream's memory format."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
 from dcl_cstp_ext.methods import build_method
-from dcl_cstp_ext.networks import SplitBatchNorm2d, deinterleave, interleave, use_split_batchnorm
+from dcl_cstp_ext.networks import deinterleave, interleave
 
 
-def test_training_statistics_are_those_of_each_group():
+@pytest.mark.parametrize("name", ["mocov2", "dcl_cstp"])
+def test_training_statistics_are_those_of_each_group(name):
+    """In training mode with bn_splits=2 the encoder runs on each half of the batch (BatchNorm statistics per
+    group); in eval mode on the whole batch, as a plain encoder."""
     torch.manual_seed(0)
-    x = torch.randn(8, 3, 4, 4) * 2 + 1
-    split = SplitBatchNorm2d(3, num_splits=2)
+    model = build_method(name, backbone="resnet18", in_channels=1, queue_size=8, bn_splits=2,
+                         head_kwargs={"dim": 32}).train()
+    x = torch.rand(4, 1, 64, 64) * 2 + 1
     with torch.no_grad():
-        split.weight.uniform_(0.5, 2)
-        split.bias.uniform_(-1, 1)
-    per_group = [nn.BatchNorm2d(3) for _ in range(2)]
-    for bn in per_group:
-        bn.load_state_dict(split.state_dict())
-    out = split(x)
-    ref = torch.cat([bn(chunk) for bn, chunk in zip(per_group, x.chunk(2))])
-    torch.testing.assert_close(out, ref)
-    torch.testing.assert_close(split.running_mean, (per_group[0].running_mean + per_group[1].running_mean) / 2)
-    torch.testing.assert_close(split.running_var, (per_group[0].running_var + per_group[1].running_var) / 2)
-    assert not torch.allclose(out, nn.BatchNorm2d(3).train()(x))  # not the whole batch's statistics
-    split.eval()
-    plain = nn.BatchNorm2d(3)
-    plain.load_state_dict(split.state_dict())
-    torch.testing.assert_close(split(x), plain.eval()(x))
-    with pytest.raises(ValueError, match="divisible"):
-        split.train()(torch.randn(5, 3, 4, 4))
+        maps, pooled = model.encode(x)
+        halves = [model.encoder(chunk) for chunk in x.chunk(2)]
+        torch.testing.assert_close(pooled, torch.cat([h[1] for h in halves]))
+        torch.testing.assert_close(maps, torch.cat([h[0][-1] for h in halves]))
+        assert not torch.allclose(pooled, model.encoder(x)[1])  # not the whole batch's statistics
+        model.eval()
+        torch.testing.assert_close(model.encode(x)[1], model.encoder(x)[1])
+    with pytest.raises(ValueError, match="not divisible by bn_splits=2"):
+        model.train().encode(torch.rand(3, 1, 64, 64))
 
 
-def test_conversion_keeps_keys_and_interleave_is_inverted():
-    enc = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Sequential(nn.BatchNorm2d(4)))
-    keys = set(enc.state_dict())
-    use_split_batchnorm(enc, 4)
-    assert set(enc.state_dict()) == keys
-    assert sum(isinstance(m, SplitBatchNorm2d) and m.num_splits == 4 for m in enc.modules()) == 2
+def test_interleave_is_inverted():
     x = torch.arange(8.0)
     assert interleave(x, 2).tolist() == [0, 2, 4, 6, 1, 3, 5, 7]
     assert torch.equal(deinterleave(interleave(x, 4), 4), x)
+
+
+def test_momentum_copies_are_channels_last_with_the_same_values_and_keys():
+    """The momentum stream runs forward only, in channels-last (faster on the CPU): its weights have the online
+    weights' values and names, and the momentum update is exact across the two memory formats."""
+    torch.manual_seed(0)
+    model = build_method("dcl_cstp", backbone="resnet18", in_channels=1, queue_size=8, momentum=0.0,
+                         head_kwargs={"dim": 32})
+    conv = model.momentum_encoder.layer1[0].conv1.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    assert set(model.momentum_encoder.state_dict()) == set(model.encoder.state_dict())
+    with torch.no_grad():
+        for p in model.encoder.parameters():
+            p.add_(torch.randn_like(p))
+    model.momentum_update()  # m = 0: the copy becomes the online weights
+    for (n, p), q in zip(model.encoder.named_parameters(), model.momentum_encoder.parameters()):
+        torch.testing.assert_close(q, p, msg=n)
 
 
 @pytest.mark.parametrize("name", ["mocov2", "dcl_cstp"])
@@ -52,7 +59,6 @@ def test_query_and_key_share_batch_statistics_with_different_images(name):
     torch.manual_seed(0)
     model = build_method(name, backbone="resnet18", in_channels=1, queue_size=8, bn_splits=2,
                          head_kwargs={"dim": 32}).train()
-    assert isinstance(model.momentum_encoder.bn1, SplitBatchNorm2d) and isinstance(model.encoder.bn1, SplitBatchNorm2d)
     x = torch.rand(4, 1, 96, 96)
     y = x.clone()
     y[1] = torch.rand(1, 96, 96)
@@ -66,7 +72,7 @@ def test_query_and_key_share_batch_statistics_with_different_images(name):
     model.momentum_encoder.register_forward_pre_hook(lambda m, inp: seen.append(inp[0]))
     with torch.no_grad():
         model.momentum_forward(x)
-    assert torch.equal(seen[0], interleave(x, 2))
+    assert torch.equal(torch.cat(seen), interleave(x, 2))  # one group after the other
 
 
 def test_split_count_rule_and_a_bad_batch_is_refused_before_training(tmp_path, demo_data):

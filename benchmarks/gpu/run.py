@@ -86,9 +86,11 @@ def bench_pretrain_step(s: dict, device: str, out: Path) -> dict:
     rep = bench_pretrain(methods="dcl_cstp,simsiam,mocov2,simclr", backbone=s["backbone"], image_size=s["image_size"],
                          batch_size=s["batch_size"], steps=s["bench_steps"], warmup=s["warmup"], device=device,
                          amp=cuda, channels_last=cuda, queue_size=s["queue_size"],
-                         bn_splits=bn_splits_for(s["batch_size"]), json_path=str(out / "pretrain.json"))
+                         bn_splits=bn_splits_for(s["batch_size"]), paired_rounds=s["bench_steps"],
+                         json_path=str(out / "pretrain.json"))
     return {r["method"]: {k: r.get(k) for k in ("step_s_median", "images_per_s", "peak_cuda_mb", "peak_rss_mb",
-                                                "step_time_vs_simsiam")} for r in rep["results"]}
+                                                "step_time_vs_simsiam", "step_time_vs_simsiam_paired")}
+            for r in rep["results"]}
 
 
 def loading_share(s: dict, device: str, data_root: str) -> dict:

@@ -34,6 +34,33 @@ def _run_one(cfg: dict, queue: mp.Queue) -> None:
         queue.put({"method": cfg["method"], "error": repr(err)})
 
 
+def _setup(method, backbone, image_size, batch_size, channels, dev, amp, channels_last, queue_size, seed, bn_splits,
+           compile, optimizer_impl, head_dim):
+    """``step()``: one training step of ``method`` on a fixed random batch of views, as the bundle's trainer runs it;
+    and the model."""
+    torch.manual_seed(seed)
+    head_kwargs = {"dim": head_dim} if head_dim else None  # (only DCL-CsTP takes it: build_method drops it)
+    model = build_method(method, backbone=backbone, in_channels=channels, queue_size=queue_size,
+                         bn_splits=bn_splits, head_kwargs=head_kwargs).to(dev)
+    views = _views(batch_size, channels, image_size, dev, seed)
+    indices = torch.arange(batch_size, device=dev)  # as a real batch: the memory bank masks own-image keys
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+    if compile:
+        model.compile()  # in place, as the bundles' `compile` setting (networks.to_device)
+    opt = build_optimizer(model.param_groups(), "sgd", lr=0.03, momentum=0.9, weight_decay=1e-4, impl=optimizer_impl)
+    scaler = grad_scaler_for(dev, amp)
+
+    def step():
+        out = ssl_train_step(model, opt, views, amp=amp, scaler=scaler, indices=indices)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        return out
+
+    return step, model
+
+
 def _measure(
     method: str,
     backbone: str,
@@ -51,37 +78,24 @@ def _measure(
     bn_splits: int = 1,
     compile: bool = False,
     optimizer_impl: str | None = None,
+    head_dim: int | None = None,
 ) -> dict:
-
     if threads:
         torch.set_num_threads(threads)
-    torch.manual_seed(seed)
     dev = torch.device(device)
-    model = build_method(method, backbone=backbone, in_channels=channels, queue_size=queue_size,
-                         bn_splits=bn_splits).to(dev)
-    views = _views(batch_size, channels, image_size, dev, seed)
-    indices = torch.arange(batch_size, device=dev)  # as a real batch: the memory bank masks own-image keys
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-        views = [v.contiguous(memory_format=torch.channels_last) for v in views]
-    if compile:
-        model.compile()  # in place, as the bundles' `compile` setting (networks.to_device)
-    opt = build_optimizer(model.param_groups(), "sgd", lr=0.03, momentum=0.9, weight_decay=1e-4, impl=optimizer_impl)
-    scaler = grad_scaler_for(dev, amp)
+    step, model = _setup(method, backbone, image_size, batch_size, channels, dev, amp, channels_last, queue_size,
+                         seed, bn_splits, compile, optimizer_impl, head_dim)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t_warm = time.perf_counter()
     for _ in range(warmup):
-        ssl_train_step(model, opt, views, amp=amp, scaler=scaler, indices=indices)
+        step()
     warmup_s = time.perf_counter() - t_warm
     if dev.type == "cuda":
-        torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     times, losses = [], []
     for _ in range(steps):
         t0 = time.perf_counter()
-        out = ssl_train_step(model, opt, views, amp=amp, scaler=scaler, indices=indices)
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
+        out = step()
         times.append(time.perf_counter() - t0)
         losses.append(float(out["loss"]))
     times.sort()
@@ -104,6 +118,38 @@ def _measure(
     return result
 
 
+def _paired(methods: list[str], rounds: int, warmup: int, threads: int | None, device: str, **setup) -> dict:
+    """Step time of each method relative to SimSiam's, measured in pairs: one process holds every method, and each
+    round times one step of each (the order rotating from round to round), so that a slow patch of the machine
+    falls on both sides of a ratio. Returns ``{method: {"median", "q1", "q3"} of the per-round ratios}``."""
+    if threads:
+        torch.set_num_threads(threads)
+    dev = torch.device(device)
+    steps = {m: _setup(m, dev=dev, **setup)[0] for m in methods}
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    times = {m: [] for m in methods}
+    for r in range(rounds):
+        for m in methods[r % len(methods):] + methods[:r % len(methods)]:
+            t0 = time.perf_counter()
+            steps[m]()
+            times[m].append(time.perf_counter() - t0)
+    out = {}
+    for m in methods:
+        ratios = sorted(t / b for t, b in zip(times[m], times["simsiam"]))
+        out[m] = {"median": ratios[len(ratios) // 2], "q1": ratios[len(ratios) // 4], "q3": ratios[(3 * len(ratios)) // 4],
+                  "rounds": rounds}
+    return out
+
+
+def _run_paired(cfg: dict, queue: mp.Queue) -> None:
+    try:
+        queue.put(_paired(**cfg))
+    except BaseException as err:
+        queue.put({"error": repr(err)})
+
+
 def bench_pretrain(
     methods: str | list[str] = "dcl_cstp,simsiam,mocov2,simclr",
     backbone: str = "resnet18",
@@ -122,6 +168,8 @@ def bench_pretrain(
     bn_splits: int = 1,
     compile: bool = False,
     optimizer_impl: str | None = None,
+    head_dim: int | None = None,
+    paired_rounds: int = 0,
 ) -> dict:
     """Time ``steps`` training steps of each method and write a JSON report (``json_path``).
 
@@ -129,6 +177,11 @@ def bench_pretrain(
     The fast paths, as the bundles' settings of the same names: ``amp``, ``channels_last``, ``compile``
     (``torch.compile`` of the method, compiled during the ``warmup`` steps, whose time is reported) and
     ``optimizer_impl`` (``for_loop`` / ``foreach`` / ``fused`` SGD update; None: torch's choice).
+    ``head_dim``: the token width of DCL-CsTP's CsTP head (the bundles' ``head_kwargs.dim``: 512 by default, 256 in
+    the ``cpu`` preset); None: the head's default. ``paired_rounds`` > 0 (with SimSiam among the methods): also the
+    ratios measured in pairs, every method in one process, one step of each per round (``step_time_vs_simsiam_paired``:
+    median and quartiles of the per-round ratios), which a machine whose speed drifts moves much less than the
+    ratio of two medians taken one after the other.
 
     Defaults: CUDA if available with AMP on, else CPU in float32. Returns the report dict.
     """
@@ -145,7 +198,7 @@ def bench_pretrain(
             method=method, backbone=backbone, image_size=image_size, batch_size=batch_size, steps=steps,
             warmup=warmup, channels=channels, device=device, amp=amp, channels_last=channels_last,
             queue_size=queue_size, seed=seed, threads=threads, bn_splits=bn_splits, compile=compile,
-            optimizer_impl=optimizer_impl,
+            optimizer_impl=optimizer_impl, head_dim=head_dim,
         )
         q = ctx.Queue()
         proc = ctx.Process(target=_run_one, args=(cfg, q))
@@ -165,12 +218,28 @@ def bench_pretrain(
         for r in results:
             r["step_time_vs_simsiam"] = r["step_s_median"] / base["step_s_median"]
             print(f"{r['method']:>16}: {r['step_time_vs_simsiam']:.3f}x SimSiam step time")
+    if paired_rounds and base is not None:
+        cfg = dict(methods=methods, rounds=paired_rounds, warmup=warmup, threads=threads, device=device,
+                   backbone=backbone, image_size=image_size, batch_size=batch_size, channels=channels, amp=amp,
+                   channels_last=channels_last, queue_size=queue_size, seed=seed, bn_splits=bn_splits,
+                   compile=compile, optimizer_impl=optimizer_impl, head_dim=head_dim)
+        q = ctx.Queue()
+        proc = ctx.Process(target=_run_paired, args=(cfg, q))
+        proc.start()
+        paired = q.get()
+        proc.join()
+        if "error" in paired:
+            raise RuntimeError(f"paired benchmark failed: {paired['error']}")
+        for r in results:
+            p = r["step_time_vs_simsiam_paired"] = paired[r["method"]]
+            print(f"{r['method']:>16}: {p['median']:.3f}x SimSiam step time, paired over {paired_rounds} rounds "
+                  f"(quartiles {p['q1']:.3f} - {p['q3']:.3f})")
     report = {
         "settings": dict(
             backbone=backbone, image_size=image_size, batch_size=batch_size, steps=steps, warmup=warmup,
             channels=channels, device=device, amp=amp, channels_last=channels_last, queue_size=queue_size,
             bn_splits=bn_splits, threads=threads or torch.get_num_threads(), compile=compile,
-            optimizer_impl=optimizer_impl,
+            optimizer_impl=optimizer_impl, head_dim=head_dim, paired_rounds=paired_rounds,
         ),
         "machine": {
             "platform": platform.platform(),

@@ -24,7 +24,7 @@ from .resnet_encoder import (
     ZeroPadShortcut,
     scriptable_shortcuts,
 )
-from .split_batchnorm import SplitBatchNorm2d, bn_splits_for, deinterleave, interleave, use_split_batchnorm
+from .split_batchnorm import bn_splits_for, deinterleave, interleave
 from .utils import eval_mode, to_device, unwrap
 from .weights import extract_encoder_state, load_encoder
 
@@ -55,9 +55,7 @@ __all__ = [
     "extract_encoder_state",
     "load_encoder",
     "init_encoder",
-    "SplitBatchNorm2d",
     "bn_splits_for",
-    "use_split_batchnorm",
     "interleave",
     "deinterleave",
     "eval_mode",
