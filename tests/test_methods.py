@@ -1,6 +1,7 @@
 """Pre-training methods: gradients, momentum, memory bank, cost of a step, and that they learn."""
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -270,3 +271,28 @@ def test_centred_target_is_an_ablation_and_the_default_is_the_papers():
 def test_a_head_on_an_earlier_stage_is_refused():
     with pytest.raises(ValueError, match="layer4"):
         build_method("dcl_cstp", backbone="resnet18", in_channels=1, feature_stage=3)
+
+
+def test_a_step_budget_gives_whole_epochs_and_max_epochs_still_caps_it():
+    from dcl_cstp_ext.engines import epochs_for
+
+    assert epochs_for(200, None, 704, 32) == 200  # no step budget: the epochs
+    assert [epochs_for(200, 1320, n, 32) for n in (704, 1868, 4173)] == [60, 23, 10]  # 1320, 1334, 1300 steps
+    assert epochs_for(30, 1320, 704, 32) == 30  # whichever comes first, as Lightning's max_epochs / max_steps
+    assert epochs_for(200, 5, 704, 32) == 1  # at least one epoch
+    with pytest.raises(ValueError, match="no batch of 32"):
+        epochs_for(200, 1320, 20, 32)
+
+
+def test_the_cpu_preset_is_a_step_budget_wired_to_the_trainer_and_the_schedule():
+    from monai.bundle import ConfigParser
+
+    root = Path(__file__).resolve().parents[1] / "bundles" / "dcl_pretrain" / "configs"
+    parser = ConfigParser()
+    parser.read_config([str(root / "train.json"), str(root / "presets" / "cpu.json")])
+    assert parser["max_steps"] == 1320 and parser["amp"] is True
+    assert parser["train#trainer#max_epochs"] == parser["lr_scheduler#max_epochs"] == "@train_epochs"
+    parser["pretrain_items"] = [{"image": f"{i}.png"} for i in range(704)]  # Kvasir-SEG's training images
+    assert parser.get_parsed_content("train_epochs") == 60
+    parser["max_epochs"] = 15
+    assert parser.get_parsed_content("train_epochs", lazy=False) == 15

@@ -16,7 +16,15 @@ from .guards import LossGuard, non_finite_tensors
 from .handlers import EncoderExport, EpochSummary, ProgressBarHandler, is_main_process
 from .inferers import FlipTTAInferer
 from .knn_monitor import KNNMonitor, build_knn_monitor, extract_features, knn_predict, lesion_size_labels, monitor_split
-from .optim import METHOD_LR, KeepFixedLR, build_lr_scheduler, build_optimizer, finetune_param_groups, method_lr
+from .optim import (
+    METHOD_LR,
+    KeepFixedLR,
+    build_lr_scheduler,
+    build_optimizer,
+    epochs_for,
+    finetune_param_groups,
+    method_lr,
+)
 from .outputs import label_index, per_image_items, source_filename, stacked_output
 from .prepare_batch import ImageLabelPrepareBatch
 from .pretrain_trainer import PretrainTrainer
@@ -53,6 +61,7 @@ __all__ = [
     "monitor_split",
     "build_lr_scheduler",
     "build_optimizer",
+    "epochs_for",
     "finetune_param_groups",
     "FlipTTAInferer",
     "KeepFixedLR",

@@ -78,6 +78,29 @@ def build_optimizer(
     raise ValueError(f"unknown optimizer {name!r}: expected 'sgd', 'adamw' or 'adam'")
 
 
+def epochs_for(max_epochs: int, max_steps: int | None, num_items: int, batch_size: int) -> int:
+    """The number of whole epochs to train: ``max_epochs``, or fewer when ``max_steps`` (optimiser steps of one
+    device) is reached first, as Lightning's ``Trainer(max_epochs, max_steps)``; the step budget is rounded to the
+    nearest whole epoch so that schedules, checkpoints and resumes stay per epoch. An epoch is
+    ``num_items // (batch_size * world size)`` steps (the loaders drop the last partial batch).
+
+    The ``cpu`` pre-training preset sets ``max_steps`` 1,320, the same schedule on every data set: 60 epochs of
+    Kvasir-SEG's 704 images, 23 of ISIC 2018's 1,868, 10 of the chest X-rays' 4,173 (batch 32)."""
+    if max_steps is None:
+        return int(max_epochs)
+    if max_steps < 1:
+        raise ValueError(f"max_steps must be an integer >= 1 or null, got {max_steps}")
+    world = torch.distributed.get_world_size() if torch.distributed.is_available() and torch.distributed.is_initialized() else 1
+    per_epoch = num_items // (batch_size * world)
+    if per_epoch < 1:
+        raise ValueError(f"{num_items} images make no batch of {batch_size} on each of {world} device(s): "
+                         "lower batch_size or add images")
+    epochs = min(int(max_epochs), max(1, round(max_steps / per_epoch)))
+    print(f"max_steps {max_steps}: {epochs} epochs of {per_epoch} steps ({epochs * per_epoch} steps; "
+          f"max_epochs {max_epochs})", flush=True)
+    return epochs
+
+
 def build_lr_scheduler(
     optimizer: torch.optim.Optimizer,
     schedule: str = "step",
