@@ -28,8 +28,8 @@ class Bench:
 
     def pretrain(self, methods="dcl_cstp,simsiam,mocov2,simclr", backbone="resnet18", image_size=64,
                  batch_size=16, steps=10, warmup=2, channels=3, device=None, amp=None, channels_last=False,
-                 queue_size=4096, seed=0, threads=None, json=None, bn_splits=1, compile=False, optimizer_impl=None, head_dim=None,
-                 paired_rounds=0):
+                 queue_size=4096, seed=0, threads=None, json=None, bn_splits=1, compile=False, optimizer_impl=None,
+                 head_dim=None, paired_rounds=0):
         """Images/s and peak memory of a training step per method, and each method's ratio to SimSiam
         (``--bn-splits``: split BatchNorm of MoCo-v2 and DCL-CsTP, as the bundle's ``bn_splits``; ``--head-dim``: the
         CsTP head's token width, as the bundle's ``head_kwargs.dim``, 256 in the ``cpu`` preset; ``--paired-rounds N``:

@@ -138,8 +138,8 @@ def _paired(methods: list[str], rounds: int, warmup: int, threads: int | None, d
     out = {}
     for m in methods:
         ratios = sorted(t / b for t, b in zip(times[m], times["simsiam"]))
-        out[m] = {"median": ratios[len(ratios) // 2], "q1": ratios[len(ratios) // 4], "q3": ratios[(3 * len(ratios)) // 4],
-                  "rounds": rounds}
+        n = len(ratios)
+        out[m] = {"median": ratios[n // 2], "q1": ratios[n // 4], "q3": ratios[(3 * n) // 4], "rounds": rounds}
     return out
 
 

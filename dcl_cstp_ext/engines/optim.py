@@ -90,7 +90,8 @@ def epochs_for(max_epochs: int, max_steps: int | None, num_items: int, batch_siz
         return int(max_epochs)
     if max_steps < 1:
         raise ValueError(f"max_steps must be an integer >= 1 or null, got {max_steps}")
-    world = torch.distributed.get_world_size() if torch.distributed.is_available() and torch.distributed.is_initialized() else 1
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    world = torch.distributed.get_world_size() if distributed else 1
     per_epoch = num_items // (batch_size * world)
     if per_epoch < 1:
         raise ValueError(f"{num_items} images make no batch of {batch_size} on each of {world} device(s): "

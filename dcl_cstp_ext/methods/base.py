@@ -105,9 +105,9 @@ class MomentumMethod(SSLMethod):
     ``bn_splits > 1`` is the one-device substitute of MoCo's shuffling BN: in training mode both encoders run on
     ``bn_splits`` equal groups of the batch one after the other, as if each group were on its own device, so every
     BatchNorm computes its statistics over one group; the momentum stream's groups are interleaved
-    (:func:`~dcl_cstp_ext.networks.interleave`), so that a query and its key share batch statistics with different
-    images and cannot match through them. Running the encoder per group costs no copy of the activations (a
-    regrouping BatchNorm copies each one twice: 1.37x SimSiam's step against 1.2x, RESULTS "Benchmarks"); the
+    (:func:`~dcl_cstp_ext.networks.interleave`), so that a query's group and its key's group share only
+    ``1 / bn_splits`` of their images. Running the encoder per group copies no activations (a regrouping BatchNorm
+    copies each one twice: DCL-CsTP's step cost 1.33x SimSiam's with it, 1.16x now; RESULTS "Benchmarks"); the
     running statistics take one update per group. The batch size must be divisible by ``bn_splits``.
     """
 
