@@ -43,7 +43,9 @@ def record_run(output_dir: str, name: str = "run_info.json", **extra) -> str | N
     """Write ``<output_dir>/<name>``: time, command line, environment (:func:`environment_info`) and ``extra``.
     Previous records are kept in a list, so a resumed run shows every start. Under torch.distributed only the
     main process writes (with ``world_size``); the others return None. A bundle lists what it records once, in its
-    ``run_record`` component (``"initialize": [..., "$@run_record"]``)."""
+    ``run_record`` component, and writes it first thing in ``run`` (``"run": ["$@run_record", ...]``), not in
+    ``initialize``: ``monai.bundle.load`` initializes a bundle's workflow to build its network, and must not write a
+    record (relative to the user's working directory) for a run that never happened."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         if torch.distributed.get_rank() != 0:
             return None

@@ -290,7 +290,7 @@ def _bundle_with_weights(tmp_path, state, meta):
     return src
 
 
-def test_packaging_sets_the_configs_to_the_weights_so_monai_load_gets_every_variable(tmp_path, caplog):
+def test_packaging_sets_the_configs_to_the_weights_so_monai_load_gets_every_variable(tmp_path, caplog, monkeypatch):
     """The issue's case: a cpu-preset model (ResNet-18, 128 px) in a bundle whose defaults say ResNet-50, 256 px.
     Packaged, the zipped configs say ResNet-18 / 128, and ``monai.bundle.load`` with the bundle's default workflow
     (train.json) builds the network that takes every variable of the weights."""
@@ -319,9 +319,12 @@ def test_packaging_sets_the_configs_to_the_weights_so_monai_load_gets_every_vari
     assert set(torch.load(released / "model.pt", weights_only=True)) == set(net.state_dict())  # bare, as the zoo's
     assert json.loads((released / "model.meta.json").read_text())["backbone"] == "resnet18"
     assert read_export(released / "model.pt")[1]["image_size"] == 128  # the project's readers find the meta
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
     with caplog.at_level(logging.INFO):
         loaded = load(name="kvasir_seg", bundle_dir=str(tmp_path / "installed"), device="cpu",
                       progress=False)  # workflow_type "train": configs/train.json builds network_def
+    assert not any((tmp_path / "cwd").iterdir())  # loading is not a run: no run record in the user's folder
     assert sum(p.numel() for p in loaded.parameters()) == sum(p.numel() for p in net.parameters())
     for k, v in net.state_dict().items():
         torch.testing.assert_close(loaded.state_dict()[k], v)
