@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from dcl_cstp_ext.engines import ResumableCheckpoint, RNGState, StepTrainer
+from dcl_cstp_ext.engines import ResumableCheckpoint, RNGState, StepTrainer, optimizer_step
 
 
 class NoisyToy(StepTrainer):
@@ -120,3 +120,45 @@ def test_the_float16_loss_scaler_is_saved_and_restored(tmp_path):
     no_scaler = _trainer(1, tmp_path / "plain")  # a run without float16 writes no scaler entry
     no_scaler.run()
     assert "grad_scaler" not in torch.load(tmp_path / "plain" / "checkpoint.pt", weights_only=True)
+
+
+class TwoScalerToy(NoisyToy):
+    """A trainer with a second network and loss scaler, as the LDM autoencoder's discriminator."""
+
+    def train_step(self, batchdata):
+        out = super().train_step(batchdata)
+        d_loss = self.disc(batchdata["x"]).square().mean()
+        optimizer_step(d_loss, self.d_optimizer, self.disc.parameters(), self.d_scaler)
+        return out
+
+    def loss_scalers(self):
+        return {"grad_scaler": self.scaler, "d_grad_scaler": self.d_scaler}
+
+
+def test_every_loss_scaler_of_the_trainer_is_saved_and_restored(tmp_path):
+    """The autoencoder trains its discriminator with its own float16 scaler: it resumes as the generator's does."""
+    from types import SimpleNamespace
+
+    from dcl_cstp_ext.generative import AutoencoderTrainer
+
+    gen, disc = object(), object()
+    assert AutoencoderTrainer.loss_scalers(SimpleNamespace(scaler=gen, d_scaler=disc)) == {
+        "grad_scaler": gen, "d_grad_scaler": disc}
+
+    def trainer(max_epochs, d_scale):
+        torch.manual_seed(0)
+        net, d_net = torch.nn.Linear(3, 2), torch.nn.Linear(3, 1)
+        data = [{"x": torch.rand(4, 3, generator=torch.Generator().manual_seed(i))} for i in range(2)]
+        t = TwoScalerToy("cpu", max_epochs, data, net, torch.optim.SGD(net.parameters(), lr=0.1))
+        t.disc, t.d_optimizer = d_net, torch.optim.SGD(d_net.parameters(), lr=0.1)
+        t.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=1)
+        t.d_scaler = torch.amp.GradScaler("cpu", init_scale=d_scale, growth_interval=1)  # doubles every step
+        ResumableCheckpoint(str(tmp_path), {"model": net, "optimizer": t.optimizer, "disc": d_net,
+                                            "d_optimizer": t.d_optimizer}).attach(t)
+        return t
+
+    trainer(1, 2.0**3).run()
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["d_grad_scaler"]["scale"] == pytest.approx(2.0**5)
+    resumed = trainer(2, 1.0)
+    resumed.run()
+    assert resumed.d_scaler.get_scale() == pytest.approx(2.0**7)  # 2**5 restored, then two more steps

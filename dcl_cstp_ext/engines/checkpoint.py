@@ -111,7 +111,8 @@ class ResumableCheckpoint:
 
     Writes ``<ckpt_dir>/checkpoint.pt`` atomically every ``save_every_epochs`` epochs and, if given, every
     ``save_every_iters`` iterations, and at the end of the run. Holds ``objects`` (model, optimizer, scheduler,
-    ...; anything with ``state_dict``/``load_state_dict``), the trainer's float16 loss scaler (``engine.scaler``,
+    ...; anything with ``state_dict``/``load_state_dict``), the trainer's float16 loss scalers
+    (``engine.loss_scalers()``, e.g. the autoencoder's generator and discriminator scalers, or ``engine.scaler``;
     picked up when the run starts), the trainer's epoch/iteration and the RNG states. On ``STARTED``, if the
     file exists (and ``resume``), everything is restored; a mid-epoch position is
     honoured by telling the :class:`EpochSeededSampler` to skip the samples already seen.
@@ -165,9 +166,13 @@ class ResumableCheckpoint:
         atomic_save(state, self.path)
 
     def load(self, engine: Engine) -> None:
-        scaler = getattr(engine, "scaler", None)  # the trainer's float16 loss scaler: it exists once the run starts
-        if scaler is not None and scaler.is_enabled():
-            self.objects.setdefault("grad_scaler", scaler)
+        # the trainer's float16 loss scalers: they exist once the run starts (an engine that is not a StepTrainer:
+        # its ``scaler``, as MONAI's trainers name it)
+        scalers = (engine.loss_scalers() if hasattr(engine, "loss_scalers")
+                   else {"grad_scaler": getattr(engine, "scaler", None)})
+        scalers = {name: s for name, s in scalers.items() if s is not None and s.is_enabled()}
+        for name, scaler in scalers.items():
+            self.objects.setdefault(name, scaler)
         if is_main_process():
             remove_stale_temporaries(self.path.parent)
         if not (self.resume and self.path.is_file()):
@@ -184,9 +189,10 @@ class ResumableCheckpoint:
             ) from err
         except Exception as err:  # a checkpoint the user cannot resume from must say so, not crash obscurely
             raise RuntimeError(f"cannot read checkpoint {self.path}: {err}") from err
-        if "grad_scaler" in self.objects and "grad_scaler" not in state:  # saved by a run without float16
-            logger.warning(f"{self.path} has no loss-scaler state: the float16 loss scale starts afresh")
-            state["grad_scaler"] = self.objects["grad_scaler"].state_dict()
+        for name in scalers:
+            if name not in state:  # saved by a run without float16
+                logger.warning(f"{self.path} has no '{name}' state: that float16 loss scale starts afresh")
+                state[name] = self.objects[name].state_dict()
         for name in self.objects:
             if name not in state:
                 raise KeyError(f"checkpoint {self.path} has no '{name}' entry (it has {sorted(state)})")

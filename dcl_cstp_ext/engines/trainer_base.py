@@ -71,6 +71,10 @@ class StepTrainer(Trainer):
         self.scaler = grad_scaler_for(device, amp)
         self.last_finite_loss: tuple[int, float] | None = None  # (iteration, loss)
 
+    def loss_scalers(self) -> dict[str, torch.amp.GradScaler | None]:
+        """The float16 loss scalers a checkpoint must keep, by name (None or disabled: nothing to keep)."""
+        return {"grad_scaler": self.scaler}
+
     def run(self) -> None:
         """Run the training, keeping ``self.scaler`` (skips ``Trainer.run``, which sets a CUDA ``GradScaler``
         whenever ``amp``: a new one per call, and a disabled one on CPU)."""

@@ -76,6 +76,10 @@ class AutoencoderTrainer(StepTrainer):
         self.adv_loss = PatchAdversarialLoss(criterion="least_squares")
         self.d_scaler = grad_scaler_for(device, amp)
 
+    def loss_scalers(self) -> dict[str, torch.amp.GradScaler | None]:
+        """The generator's and the discriminator's float16 loss scalers (a checkpoint keeps both)."""
+        return {"grad_scaler": self.scaler, "d_grad_scaler": self.d_scaler}
+
     def adversarial_active(self, epoch: int) -> bool:
         """True when the adversarial terms are on in ``epoch`` (1-based)."""
         return self.discriminator is not None and epoch > self.adv_warmup_epochs
