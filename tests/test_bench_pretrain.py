@@ -19,3 +19,12 @@ def test_paired_ratio_and_report(tmp_path):
     paired = by_method["dcl_cstp"]["step_time_vs_simsiam_paired"]
     assert 0 < paired["q1"] <= paired["median"] <= paired["q3"] and paired["rounds"] == 3
     assert by_method["dcl_cstp"]["step_time_vs_simsiam"] > 0
+
+
+def test_a_failing_method_is_named_not_hung():
+    import pytest
+
+    from dcl_cstp_ext.bench.pretrain import bench_pretrain
+
+    with pytest.raises(RuntimeError, match="benchmark of nope failed: .*unknown method 'nope'"):
+        bench_pretrain(methods="nope", image_size=32, batch_size=2, steps=1, warmup=0, threads=1)

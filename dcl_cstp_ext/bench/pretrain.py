@@ -27,11 +27,23 @@ def _views(batch_size: int, channels: int, image_size: int, device: torch.device
     return [torch.rand(batch_size, channels, image_size, image_size, generator=g).to(device) for _ in range(3)]
 
 
-def _run_one(cfg: dict, queue: mp.Queue) -> None:
+def _child(fn, cfg: dict, queue: mp.Queue) -> None:
     try:
-        queue.put(_measure(**cfg))
+        queue.put(fn(**cfg))
     except BaseException as err:  # report the failure to the parent instead of hanging it
-        queue.put({"method": cfg["method"], "error": repr(err)})
+        queue.put({"error": repr(err)})
+
+
+def _in_child(ctx, fn, cfg: dict, what: str) -> dict:
+    """``fn(**cfg)`` in a fresh process (so that its peak RSS is its own); raises naming ``what`` if it failed."""
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(fn, cfg, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    if "error" in result:
+        raise RuntimeError(f"benchmark of {what} failed: {result['error']}")
+    return result
 
 
 def _setup(method, backbone, image_size, batch_size, channels, dev, amp, channels_last, queue_size, seed, bn_splits,
@@ -143,13 +155,6 @@ def _paired(methods: list[str], rounds: int, warmup: int, threads: int | None, d
     return out
 
 
-def _run_paired(cfg: dict, queue: mp.Queue) -> None:
-    try:
-        queue.put(_paired(**cfg))
-    except BaseException as err:
-        queue.put({"error": repr(err)})
-
-
 def bench_pretrain(
     methods: str | list[str] = "dcl_cstp,simsiam,mocov2,simclr",
     backbone: str = "resnet18",
@@ -200,13 +205,7 @@ def bench_pretrain(
             queue_size=queue_size, seed=seed, threads=threads, bn_splits=bn_splits, compile=compile,
             optimizer_impl=optimizer_impl, head_dim=head_dim,
         )
-        q = ctx.Queue()
-        proc = ctx.Process(target=_run_one, args=(cfg, q))
-        proc.start()
-        res = q.get()
-        proc.join()
-        if "error" in res:
-            raise RuntimeError(f"benchmark of {method} failed: {res['error']}")
+        res = _in_child(ctx, _measure, cfg, method)
         print(
             f"{method:>16}: {res['step_s_median'] * 1000:8.1f} ms/step  {res['images_per_s']:7.1f} img/s  "
             f"peak RSS {res['peak_rss_mb']:7.0f} MB" + (f"  peak CUDA {res['peak_cuda_mb']:.0f} MB" if "peak_cuda_mb" in res else ""),
@@ -223,13 +222,7 @@ def bench_pretrain(
                    backbone=backbone, image_size=image_size, batch_size=batch_size, channels=channels, amp=amp,
                    channels_last=channels_last, queue_size=queue_size, seed=seed, bn_splits=bn_splits,
                    compile=compile, optimizer_impl=optimizer_impl, head_dim=head_dim)
-        q = ctx.Queue()
-        proc = ctx.Process(target=_run_paired, args=(cfg, q))
-        proc.start()
-        paired = q.get()
-        proc.join()
-        if "error" in paired:
-            raise RuntimeError(f"paired benchmark failed: {paired['error']}")
+        paired = _in_child(ctx, _paired, cfg, "the paired rounds")
         for r in results:
             p = r["step_time_vs_simsiam_paired"] = paired[r["method"]]
             print(f"{r['method']:>16}: {p['median']:.3f}x SimSiam step time, paired over {paired_rounds} rounds "
