@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 
 def test_paired_ratio_and_report(tmp_path):
     from dcl_cstp_ext.bench.pretrain import bench_pretrain
@@ -22,8 +24,6 @@ def test_paired_ratio_and_report(tmp_path):
 
 
 def test_a_failing_method_is_named_not_hung():
-    import pytest
-
     from dcl_cstp_ext.bench.pretrain import bench_pretrain
 
     with pytest.raises(RuntimeError, match="benchmark of nope failed: .*unknown method 'nope'"):
