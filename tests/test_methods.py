@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from dcl_cstp_ext.engines.step import ssl_train_step
-from dcl_cstp_ext.methods import METHODS, DCLCsTP, MemoryBank, MomentumMethod, build_method, collapse_std
+from dcl_cstp_ext.methods import METHODS, DCLCsTP, MemoryBank, MomentumMethod, bank_gap, build_method, collapse_std
 
 ALL = sorted(METHODS)
 
@@ -177,6 +177,29 @@ def test_collapse_signal():
     assert 0.8 < collapse_std(torch.randn(512, 64)) < 1.2
 
 
+def test_bank_gap_by_hand_and_in_every_momentum_method():
+    e = torch.eye(4)
+    q = torch.stack([e[0], e[0] + e[1]])  # cos(q0, q1) = 1/sqrt(2)
+    keys = q.clone()  # key j of image j: each query meets the other image's key
+    bank = torch.stack([e[2], e[0]])  # cos with q0: 0, 1; with q1: 0, 1/sqrt(2)
+    r = 2 ** -0.5
+    fresh, stale = (r + r) / 2, ((0 + 1) / 2 + (0 + r) / 2) / 2
+    assert float(bank_gap(q, keys, bank)) == pytest.approx(fresh - stale)
+    mask = torch.tensor([[True, False], [False, False]])  # q1 has no negative: left out; q0 uses only e2
+    assert float(bank_gap(q, keys, bank, mask)) == pytest.approx(r - 0.0)
+    assert float(bank_gap(q, keys, bank, torch.zeros(2, 2, dtype=torch.bool))) == 0.0  # the empty bank
+    g = torch.Generator().manual_seed(0)  # collapsed keys round a common direction that drifts: the bank lags
+    centre = torch.randn(16, generator=g)
+    now = centre + 0.2 * torch.randn(64, 16, generator=g)
+    then = centre + torch.randn(16, generator=g) + 0.2 * torch.randn(64, 16, generator=g)
+    assert float(bank_gap(now, now, then)) > 0.1
+    assert abs(float(bank_gap(now[:32], now[:32], now[32:]))) < 0.02  # a bank of today's keys: ~0
+    for name in ("mocov2", "dcl_cstp", "centred_target"):
+        out = _filled(_small(name)).training_step(_views())
+        assert "bank_gap" in out and torch.isfinite(out["bank_gap"]), name
+    assert "bank_gap" not in _filled(_small("no_global")).training_step(_views())
+
+
 def test_build_method_rejects_misspelt_argument_and_drops_unused():
     with pytest.raises(TypeError, match="quueue_size"):
         build_method("dcl_cstp", quueue_size=5)
@@ -222,6 +245,11 @@ def test_mocov2_at_its_papers_settings():
     assert calls == {"online": 4, "momentum": 4}  # 2 + 2 here, 2 + 2 in the step
     model.on_train_batch_end()
     assert model.queue.index[:8].tolist() == [0, 1, 2, 3, 0, 1, 2, 3]
+    # the counterfactual projector (MoCo v3's BatchNorms): its output has no common direction over the batch
+    bn = build_method("mocov2", backbone="resnet18", in_channels=1, queue_size=16, projector_bn=True)
+    assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in bn.head.modules()) == 2
+    z = bn.head(torch.rand(8, bn.stage_channels) + 5.0)
+    torch.testing.assert_close(z.mean(dim=0), torch.zeros(z.shape[1]), atol=1e-5, rtol=0)
 
 
 def test_simsiam_predictor_keeps_its_learning_rate():

@@ -1,6 +1,6 @@
 """Self-supervised pre-training methods sharing one training-step design."""
 
-from .base import MomentumMethod, SSLMethod, collapse_std
+from .base import MomentumMethod, SSLMethod, bank_gap, collapse_std
 from .baselines import MoCoV2, SimCLR, SimSiam
 from .dcl_cstp import DCLCsTP
 from .factory import METHODS, build_method, fit_queue_to_data
@@ -10,6 +10,7 @@ __all__ = [
     "SSLMethod",
     "MomentumMethod",
     "collapse_std",
+    "bank_gap",
     "MoCoV2",
     "SimCLR",
     "SimSiam",

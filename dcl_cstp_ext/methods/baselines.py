@@ -8,7 +8,7 @@ import torch
 
 from ..losses import InfoNCELoss, NTXentLoss, SymmetricNegativeCosineLoss
 from ..networks.heads import MLPHead
-from .base import MomentumMethod, SSLMethod, collapse_std
+from .base import MomentumMethod, SSLMethod, bank_gap, collapse_std
 
 __all__ = ["MoCoV2", "SimCLR", "SimSiam"]
 
@@ -19,8 +19,13 @@ class MoCoV2(MomentumMethod):
         L = 1/2 L_NCE(g(F(v1)), g_m(F_m(v2))) + 1/2 L_NCE(g(F(v2)), g_m(F_m(v1)))
 
     each query against its momentum key and the FIFO queue (its own image's keys left out). Both keys are enqueued.
+    Logs ``z_std`` (collapse) and ``bank_gap`` (the bank's staleness, :func:`~dcl_cstp_ext.methods.base.bank_gap`).
     Head: ``C5 -> hidden_dim -> ReLU -> proj_dim``, no BatchNorm (MoCo-v2's code, lightly's ``MoCoProjectionHead``).
     ``bn_splits``: split BatchNorm in the encoders, the one-device stand-in of shuffling BN (:class:`MomentumMethod`).
+    ``projector_bn``: BatchNorm after the hidden layer and a non-affine one after the output, as MoCo v3's projector
+    (Chen, Xie & He, 2021); off by default (MoCo-v2's). The batch-centred output has no common direction that could
+    drift away from the bank as a whole (``bank_gap``; METHOD.md, "Memory bank at small data"): a counterfactual,
+    not MoCo-v2.
     """
 
     def __init__(
@@ -34,9 +39,11 @@ class MoCoV2(MomentumMethod):
         proj_dim: int = 128,
         feature_stage: int = -1,
         bn_splits: int = 1,
+        projector_bn: bool = False,
     ) -> None:
         super().__init__(backbone, in_channels, feature_stage, momentum=momentum, bn_splits=bn_splits)
-        self.head = MLPHead(self.stage_channels, hidden_dim, proj_dim, num_layers=2, batch_norm=False)
+        self.head = MLPHead(self.stage_channels, hidden_dim, proj_dim, num_layers=2, batch_norm=projector_bn,
+                            last_bn=projector_bn)
         self.criterion = InfoNCELoss(temperature=temperature)
         self.init_momentum("encoder", "head")
         self.init_queue(queue_size, proj_dim)
@@ -51,7 +58,8 @@ class MoCoV2(MomentumMethod):
         negatives, mask = self.negatives_for(indices, q1.shape[0])
         loss = 0.5 * (self.criterion(q1, k2, negatives, mask) + self.criterion(q2, k1, negatives, mask))
         self.stash_keys(torch.cat([k1, k2]), None if indices is None else torch.cat([indices, indices]))
-        return {"loss": loss, "nce": loss.detach(), "z_std": collapse_std(q1)}
+        gap = bank_gap(q1, k2, negatives, mask)
+        return {"loss": loss, "nce": loss.detach(), "z_std": collapse_std(q1), "bank_gap": gap}
 
 
 class SimCLR(SSLMethod):

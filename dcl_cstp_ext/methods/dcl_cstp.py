@@ -9,7 +9,7 @@ from torch import nn
 
 from ..losses import DCLCsTPLoss
 from ..networks.heads import build_projection_head
-from .base import MomentumMethod, collapse_std
+from .base import MomentumMethod, bank_gap, collapse_std
 
 __all__ = ["DCLCsTP"]
 
@@ -91,6 +91,8 @@ class DCLCsTP(MomentumMethod):
             self.stash_keys(key, indices)
         out = self.criterion(q2, q3, key, negatives, p2_hat, p3_hat, negative_mask=mask)
         out["z_std"] = collapse_std(q2)
+        if self.use_global:
+            out["bank_gap"] = bank_gap(q2, key, negatives, mask)
         return out
 
     @torch.no_grad()
