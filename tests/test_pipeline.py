@@ -7,10 +7,12 @@ import json
 
 import pytest
 from browser import assert_reads_as_a_page, find_browser
+from PIL import Image
 
 from dcl_cstp_ext.pipeline import PipelineConfig, plan, run_pipeline
 from dcl_cstp_ext.pipeline import pipeline as pipeline_module
 from dcl_cstp_ext.pipeline.presets import INIT_KINDS, PRESETS
+from dcl_cstp_ext.reports.pipeline_figures import plot_pretrain_curves
 
 
 def _cfg(tmp_path, demo_data, **kw):
@@ -274,3 +276,20 @@ def test_the_ldm_stages_read_their_own_preset_values_and_override_blocks(tmp_pat
     assert resolved(stages["ldm/curation"], "batch_size") == 64  # curate.json's own
     with pytest.raises(ValueError, match="ldm/diffusion"):
         _cfg(tmp_path, demo_data, overrides={"ldm/difusion": {"max_epochs": 1}})
+
+
+def test_pretrain_curves_add_the_bank_staleness_panel_when_a_run_logs_it(tmp_path):
+    def write(run, name, rows):
+        path = run / "pretrain" / name / "eval" / "metrics.jsonl"
+        path.parent.mkdir(parents=True)
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    rows = [{"epoch": e, "train_loss": 1.0 / e, "train_z_std": 0.9} for e in (1, 2)]
+    widths = {}
+    for case, gap in (("without", None), ("with", 0.02)):
+        run = tmp_path / case
+        write(run, "simsiam", rows)
+        write(run, "mocov2", [{**r, **({"train_bank_gap": gap} if gap else {})} for r in rows])
+        (run / "figures").mkdir()
+        widths[case] = Image.open(plot_pretrain_curves(run, run / "figures")).size[0]
+    assert widths["with"] == pytest.approx(widths["without"] * 4 / 3, rel=0.02)  # a fourth panel of the same width

@@ -32,7 +32,11 @@ def plot_pretrain_curves(run: Path, fig_dir: Path) -> Path | None:
     runs = {k: v for k, v in runs.items() if v}
     if not runs:
         return None
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    titles = ["pre-training loss", "collapse signal z_std (1 = spread, 0 = collapsed)", "k-NN monitor accuracy"]
+    with_bank = any("train_bank_gap" in r for rows in runs.values() for r in rows)
+    if with_bank:  # the momentum methods' memory-bank staleness (METHOD.md, "Memory bank at small data")
+        titles.append("memory-bank staleness bank_gap (0 = a fair bank)")
+    fig, axes = plt.subplots(1, len(titles), figsize=(5 * len(titles), 4))
     for name, rows in runs.items():
         epochs = [r["epoch"] for r in rows]
         axes[0].plot(epochs, [r.get("train_loss", math.nan) for r in rows], label=name)
@@ -40,8 +44,9 @@ def plot_pretrain_curves(run: Path, fig_dir: Path) -> Path | None:
         knn = [(r["epoch"], r["knn_accuracy"]) for r in rows if "knn_accuracy" in r]
         if knn:
             axes[2].plot(*zip(*knn), marker="o", label=name)
-    for ax, title in zip(axes, ("pre-training loss", "collapse signal z_std (1 = spread, 0 = collapsed)",
-                                "k-NN monitor accuracy")):
+        if with_bank and any("train_bank_gap" in r for r in rows):
+            axes[3].plot(epochs, [r.get("train_bank_gap", math.nan) for r in rows], label=name)
+    for ax, title in zip(axes, titles):
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.legend(fontsize=8)
