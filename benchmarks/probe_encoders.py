@@ -29,6 +29,7 @@ import torch
 from monai.data import DataLoader, Dataset
 
 from dcl_cstp_ext.data import build_datalist, classification_preprocess
+from dcl_cstp_ext.engines import probe_encoders
 from dcl_cstp_ext.engines.knn_monitor import extract_features, knn_predict
 from dcl_cstp_ext.networks import ResNetEncoder2D, load_encoder
 from dcl_cstp_ext.utils import environment_info
@@ -64,8 +65,11 @@ def probe(dataset_dir: str, encoders: str = "random", image_sizes="64,128", back
     sizes = [int(s) for s in str(image_sizes).split(",")] if not isinstance(image_sizes, (tuple, list)) else list(image_sizes)
     kw = json.loads(datalist_kwargs) if isinstance(datalist_kwargs, str) else (datalist_kwargs or {})
     dl = build_datalist("auto", dataset_dir, seed=seed, split_file=split_file, **kw)
-    if protocol == "cv":
-        return _probe_cross_validated(dl, encoders, sizes, backbone, in_channels, seed, folds, json_path, dataset_dir)
+    if protocol == "cv":  # the pipeline's probe (dcl_cstp_ext.engines.probe_encoders), at each size
+        names = [e.strip() for e in encoders.split(",")] if isinstance(encoders, str) else list(encoders)
+        reports = [probe_encoders(dl, names, size, backbone, in_channels, seed, folds, log=print) for size in sizes]
+        return _write({"dataset_dir": dataset_dir, **{k: v for k, v in reports[0].items() if k != "results"},
+                       "results": [row for r in reports for row in r["results"]]}, json_path)
     if protocol != "split":
         raise ValueError(f"unknown protocol {protocol!r}: expected 'split' or 'cv'")
     if not isinstance(dl["training"][0].get("label"), (int, np.integer)):
@@ -111,86 +115,6 @@ def _probe_segmentation(dl, encoders, sizes, backbone, in_channels, seed, json_p
             print(row, flush=True)
             results.append(row)
     return _write({"dataset_dir": dataset_dir, "backbone": backbone, "labels": "lesion-size tertiles",
-                   "results": results}, json_path)
-
-
-def _labelled_items(dl):
-    """Every labelled item of the split (training + validation, never a test split) with its probe label (the class,
-    or the lesion-size tertile over all of them) and, for segmentation data, its mask as ``mask``."""
-    from dcl_cstp_ext.engines import lesion_size_labels
-
-    items = list(dl["training"]) + list(dl.get("validation") or [])
-    if isinstance(items[0]["label"], (int, np.integer)):
-        return [{"image": it["image"], "label": int(it["label"])} for it in items], "classes"
-    labels, _ = lesion_size_labels([it["label"] for it in items])
-    return ([{"image": it["image"], "mask": it["label"], "label": lab} for it, lab in zip(items, labels)],
-            "lesion-size tertiles")
-
-
-def _score(row, name, values, reference, is_accuracy=True):
-    """``row[name]`` (mean x100, with its binomial SE for accuracies) and the paired comparison with the reference
-    encoder's values (kept in ``reference`` by the first encoder)."""
-    from dcl_cstp_ext.engines.frozen_probe import paired_difference
-
-    mean = float(np.mean(values))
-    row[name] = 100 * mean
-    if is_accuracy:
-        row[f"{name}_binomial_se"] = 100 * (mean * (1 - mean) / len(values)) ** 0.5
-    else:
-        row[f"{name}_se"] = 100 * float(np.std(values, ddof=1) / len(values) ** 0.5)
-    if name in reference:
-        row[f"{name}_vs_{'random' if reference['name'] == 'random' else 'reference'}"] = paired_difference(
-            values, reference[name])
-    else:
-        reference[name] = values
-
-
-def _probe_cross_validated(dl, encoders, sizes, backbone, in_channels, seed, folds, json_path, dataset_dir):
-    from monai.transforms import Compose, EnsureTyped
-
-    from dcl_cstp_ext.data import make_cached_dataset, segmentation_preprocess
-    from dcl_cstp_ext.engines.frozen_probe import (
-        cross_validated_dense_linear,
-        cross_validated_knn,
-        cross_validated_linear,
-        dense_features,
-        probe_folds,
-    )
-
-    items, kind = _labelled_items(dl)
-    labels = np.array([it["label"] for it in items])
-    num_classes, fold = int(labels.max()) + 1, probe_folds(labels, folds, seed)
-    dense = "mask" in items[0]
-    results = []
-    for size in sizes:
-        t0 = time.perf_counter()
-        if dense:  # one decode and one forward pass give the pooled and the dense features
-            seg = segmentation_preprocess(image_size=size, channels=in_channels, label_key="mask")
-            chain = Compose([seg, EnsureTyped("label", data_type="tensor", dtype=torch.long, track_meta=False)])
-        else:
-            chain = classification_preprocess(image_size=size, channels=in_channels)
-        loader = DataLoader(make_cached_dataset(items, chain), batch_size=64, num_workers=0)
-        print(f"{len(items)} images decoded at {size} px in {time.perf_counter() - t0:.0f} s", flush=True)
-        reference = {}
-        for name, enc in _encoders(encoders, backbone, in_channels, seed):
-            t0 = time.perf_counter()
-            row = {"encoder": name, "image_size": size, "images": len(items), "folds": folds}
-            if dense:
-                maps, masks, feats = dense_features(enc, loader, label_key="mask")
-                _score(row, "dense_dice", cross_validated_dense_linear(maps, masks, fold, seed=seed), reference,
-                       is_accuracy=False)
-                del maps
-            else:
-                feats = extract_features(enc, loader, "cpu")[0].numpy()
-            _score(row, "knn_accuracy", cross_validated_knn(feats, labels, fold, num_classes), reference)
-            _score(row, "linear_accuracy", cross_validated_linear(feats, labels, fold), reference)
-            reference.setdefault("name", name)
-            row["seconds"] = round(time.perf_counter() - t0, 1)
-            print(row, flush=True)
-            results.append(row)
-    chance = 100 * float(np.bincount(labels).max() / len(labels))
-    return _write({"dataset_dir": dataset_dir, "backbone": backbone, "protocol": f"{folds}-fold cross-validation",
-                   "labels": kind, "majority_class_accuracy": chance, "reference_encoder": results[0]["encoder"],
                    "results": results}, json_path)
 
 

@@ -87,7 +87,7 @@ class CLI:
                  methods="random,simclr,mocov2,simsiam,dcl_cstp,dcl_cstp_syn", synthetic_ratio: float = 0.5,
                  ratios=(), ablations: bool = False, label_fractions=(1.0,), seeds=(0,), device: str | None = None,
                  overrides=None, keep_checkpoints: bool = False, rerun_changed: bool = False, report: bool = True,
-                 launcher: str = "local-locks",
+                 probe: bool = True, launcher: str = "local-locks",
                  local_jobs: int = 1, slurm_partition: str | None = None, slurm_timeout_min: int | None = None,
                  slurm_gpus: int | None = None, slurm_cpus: int | None = None, slurm_mem_gb: float | None = None,
                  slurm_extra=None):
@@ -99,7 +99,10 @@ class CLI:
         --label-fractions 1,0.1: fine-tune on 100% and 10% of the training labels; --seeds 0,1,2: fine-tuning seeds (mean +- std); --overrides '{"pretrain": {"max_epochs": 5}, "finetune":
         {"datalist_kwargs": {"num_classes": 3}}}': bundle overrides per stage kind (ldm, pretrain, finetune) after the
         preset's (a JSON string or file), and per LDM stage after "ldm" ("ldm/autoencoder", "ldm/diffusion",
-        "ldm/samples", "ldm/curation": the two training stages share the names max_epochs, batch_size, lr); --keep-checkpoints: keep finished stages' resume checkpoints (by default
+        "ldm/samples", "ldm/curation": the two training stages share the names max_epochs, batch_size, lr; "probe");
+        --probe false: no frozen-encoder probe (by default each pre-trained encoder's frozen features are probed
+        against a random encoder's on every labelled image, the report's "Frozen features" table);
+        --keep-checkpoints: keep finished stages' resume checkpoints (by default
         only their exported weights stay). Re-running the same command skips finished stages and
         resumes an interrupted one; a finished stage asked for with other settings (new --overrides, another preset)
         is refused, naming the settings, unless --rerun-changed, which runs it and everything downstream again.
@@ -121,6 +124,7 @@ class CLI:
             synthetic_ratio=float(synthetic_ratio), ratios=_tuple(ratios, float), ablations=bool(ablations),
             label_fractions=_tuple(label_fractions, float), seeds=_tuple(seeds, int), device=device,
             overrides=_json_arg(overrides), keep_checkpoints=bool(keep_checkpoints), rerun_changed=bool(rerun_changed),
+            probe=bool(probe),
         )
         _log_to_stdout()
         if launcher == "local-locks":

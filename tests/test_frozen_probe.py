@@ -1,14 +1,22 @@
-"""Cross-validated frozen-encoder probes and their paired statistics (dcl_cstp_ext.engines.frozen_probe)."""
+"""Cross-validated frozen-encoder probes and their paired statistics (dcl_cstp_ext.engines.frozen_probe), and the
+probe of a run's encoders (dcl_cstp_ext.engines.encoder_probe, the dcl_pretrain bundle's probe.json)."""
+
+import json
 
 import numpy as np
 import pytest
+import torch
+from conftest import run_bundle
 from scipy.stats import binomtest
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import PredefinedSplit, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from dcl_cstp_ext.engines import cross_validated_knn, cross_validated_linear, paired_difference, probe_folds
+from dcl_cstp_ext.data import build_datalist
+from dcl_cstp_ext.engines import cross_validated_knn, cross_validated_linear, paired_difference, probe_folds, run_probe
+from dcl_cstp_ext.networks import ResNetEncoder2D
+from dcl_cstp_ext.networks.export import save_export
 
 
 def _normalised(x):
@@ -129,10 +137,7 @@ def test_probe_script_cross_validates_every_labelled_image(tmp_path, demo_data):
     """``benchmarks/probe_encoders.py --protocol cv`` on the demo Kvasir-SEG: every training and validation image is
     probed once; the same encoder twice differs by exactly nothing."""
     import importlib.util
-    import json
     from pathlib import Path
-
-    import torch
 
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "probe_encoders.py"
     spec = importlib.util.spec_from_file_location("probe_encoders", script)
@@ -151,8 +156,6 @@ def test_probe_script_cross_validates_every_labelled_image(tmp_path, demo_data):
         assert (same["difference"], same["a_only"], same["b_only"], same["n"]) == (0.0, 0, 0, n_images)
     assert 0 < first["dense_dice"] == second["dense_dice"] and second["dense_dice_vs_random"]["n"] == n_images
     # another first encoder is the reference: an exported random encoder against the seeded random one
-    from dcl_cstp_ext.networks import ResNetEncoder2D
-
     torch.manual_seed(1)
     torch.save(ResNetEncoder2D("resnet18", 3).state_dict(), tmp_path / "other.pt")
     report = module.probe(str(demo_data["kvasir_seg"]), encoders=f"{tmp_path / 'other.pt'},random", image_sizes="32",
@@ -181,3 +184,32 @@ def test_probe_table_and_forest_plot(tmp_path):
     assert table[3] == "| simclr (chest_after) | 72.5 | +2.5 [-0.5, +5.2] | 73.5 | +2.5 [-0.5, +5.2] |"
     module.plot(str(tmp_path / "probe_cv_chest.json"), figure=str(tmp_path / "f.png"))
     assert (tmp_path / "f.png").stat().st_size > 5000
+
+
+def test_probe_workflow_pairs_an_encoder_with_the_random_reference(tmp_path, demo_data):
+    """``bundles/dcl_pretrain/configs/probe.json`` (the pipeline's ``probe/<init>`` stages): the random reference
+    keeps its per-image scores; an encoder probed against it is compared pair by pair; a reference of other folds,
+    or an encoder of another backbone, is refused by name."""
+    common = {"dataset_dir": str(demo_data["kvasir_seg"]), "backbone": "resnet18", "image_size": 32, "folds": 3,
+              "device": "cpu"}
+    reference = tmp_path / "random"
+    run_bundle("dcl_pretrain", ["probe.json"], "infer", **common, encoder=None, output_dir=str(reference))
+    torch.manual_seed(0)  # the reference's seeded random weights, exported: the same features, difference 0
+    save_export(tmp_path / "encoder.pt", ResNetEncoder2D("resnet18", 3).state_dict(), {"backbone": "resnet18"})
+    run_bundle("dcl_pretrain", ["probe.json"], "infer", **common, encoder=str(tmp_path / "encoder.pt"),
+               reference_dir=str(reference), output_dir=str(tmp_path / "same"))
+    summary = json.loads((tmp_path / "same" / "probe.json").read_text())
+    n = summary["images"]
+    assert summary["labels"] == "lesion-size tertiles" and summary["reference"] == str(reference)
+    for probe in ("knn_accuracy", "linear_accuracy", "dense_dice"):
+        assert summary[f"{probe}_vs_random"]["difference"] == 0.0 and summary[f"{probe}_vs_random"]["n"] == n
+    assert json.loads((reference / "probe.json").read_text())["knn_accuracy"] == summary["knn_accuracy"]
+    assert "knn_accuracy_vs_random" not in json.loads((reference / "probe.json").read_text())
+    with np.load(reference / "scores.npz") as scores:
+        assert len(scores["images"]) == n and scores["dense_dice"].shape == (n,)
+    assert json.loads((reference / "run_info.json").read_text())[-1]["stage"] == "probe"  # the workflow's record
+    datalist = build_datalist("auto", demo_data["kvasir_seg"], seed=0)
+    with pytest.raises(ValueError, match="other images or folds"):
+        run_probe(datalist, tmp_path / "x", 32, "resnet18", 3, reference_dir=reference, folds=4)
+    with pytest.raises(ValueError, match="resnet18 encoder, but the probe compares resnet34"):
+        run_probe(datalist, tmp_path / "y", 32, "resnet34", 3, encoder=str(tmp_path / "encoder.pt"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 from browser import assert_reads_as_a_page, find_browser
@@ -32,10 +33,11 @@ def test_plan_orders_stages_and_validates_options(tmp_path, demo_data):
 
 def test_stage_overrides_reach_their_stages_only(tmp_path, demo_data):
     overrides = {"pretrain": {"max_epochs": 3}, "finetune": {"max_epochs": 2, "datalist_kwargs": {"num_classes": 3}},
-                 "ldm": {"num_workers": 1}}
+                 "ldm": {"num_workers": 1}, "probe": {"folds": 3}}
     stages = plan(_cfg(tmp_path, demo_data, methods=("random", "dcl_cstp", "dcl_cstp_syn"), overrides=overrides))
     for st in stages:
-        kind = "pretrain" if st.bundle == "dcl_pretrain" else "ldm" if st.bundle == "ldm_synthesis" else "finetune"
+        kind = ("probe" if st.name.startswith("probe/") else "pretrain" if st.bundle == "dcl_pretrain"
+                else "ldm" if st.bundle == "ldm_synthesis" else "finetune")
         for key, value in overrides[kind].items():
             assert st.overrides[key] == value, (st.name, key)
     assert stages[-1].overrides["datalist_kwargs"] == {"num_classes": 3}  # the evaluate stage too
@@ -45,6 +47,23 @@ def test_stage_overrides_reach_their_stages_only(tmp_path, demo_data):
     assert pre.overrides["datalist_kwargs"] == {"num_classes": 3}
     with pytest.raises(ValueError, match="overrides"):
         _cfg(tmp_path, demo_data, overrides={"train": {}})
+
+
+def test_the_probe_stages_compare_each_pretrained_encoder_with_one_random_probe(tmp_path, demo_data):
+    stages = {s.name: s for s in plan(_cfg(tmp_path, demo_data, methods=("random", "simclr", "dcl_cstp")))}
+    probes = [n for n in stages if n.startswith("probe/")]
+    assert probes == ["probe/random", "probe/simclr", "probe/dcl_cstp"]
+    random, simclr = stages["probe/random"], stages["probe/simclr"]
+    assert random.overrides["encoder"] is None and "reference_dir" not in random.overrides
+    assert simclr.needs == ("probe/random", "pretrain/simclr")
+    assert simclr.overrides["encoder"] == str(Path(stages["pretrain/simclr"].workdir) / "models" / "encoder.pt")
+    assert simclr.overrides["reference_dir"] == str(random.workdir)
+    # the pre-trainings' backbone, the fine-tunings' image size, the run's split
+    assert _setting(simclr, "backbone") == _setting(stages["pretrain/simclr"], "backbone") == "resnet18"
+    assert simclr.overrides["image_size"] == _setting(stages["finetune/random/lf1/seed0/train"], "image_size")
+    assert simclr.overrides["split_file"] == stages["pretrain/simclr"].overrides["split_file"]
+    assert not any(n.startswith("probe/") for n in (s.name for s in plan(_cfg(tmp_path, demo_data, probe=False))))
+    assert not any(s.name.startswith("probe/") for s in plan(_cfg(tmp_path, demo_data, methods=("random",))))
 
 
 def test_cpu_preset_sizes_synthesis_to_the_largest_ratio(tmp_path, demo_data):
@@ -126,6 +145,9 @@ def test_pipeline_end_to_end_report_and_resume(tmp_path, demo_data, monkeypatch)
             dice = [float(row["dice"]) for row in csv.DictReader(fh)]
         assert metrics["n"] == len(dice) and metrics["dice"]["mean"] == pytest.approx(sum(dice) / len(dice), abs=1e-5)
     assert (run / "figures" / "pretrain_curves.png").stat().st_size > 1000
+    probe = json.loads((run / "probe" / "dcl_cstp" / "probe.json").read_text())
+    assert probe["reference"] == str(run / "probe" / "random") and "dense_dice_vs_random" in probe
+    assert "## Frozen features" in text and "| dcl_cstp |" in text.split("## Frozen features")[1]
     html = (run / "report.html").read_text()
     assert "data:image/png;base64," in html and "<table>" in html
     info = json.loads((run / "run_info.json").read_text())
@@ -189,7 +211,7 @@ def test_synthetic_only_pretrains_on_the_kept_synthetic_images_alone(tmp_path, d
     stages = {st.name: st for st in plan(cfg)}
     from dcl_cstp_ext.methods import METHODS
 
-    assert all(st.overrides["method"] in METHODS for st in stages.values() if st.bundle == "dcl_pretrain")
+    assert all(st.overrides["method"] in METHODS for st in stages.values() if st.name.startswith("pretrain/"))
     only = stages["pretrain/dcl_cstp_synonly"]
     assert only.overrides["synthetic_only"] is True and only.needs == ("ldm/curation",)
     assert only.overrides["synthetic_dir"].endswith("ldm/curation/curated") and only.overrides["method"] == "dcl_cstp"

@@ -4,6 +4,14 @@ validation bookkeeping and what an engine's output holds per image."""
 from .checkpoint import ResumableCheckpoint, RNGState
 from .distributed import close_process_group, open_process_group
 from .embeddings import EmbeddingWriter, save_embeddings
+from .encoder_probe import (
+    PROBE_SCORES,
+    build_probe_encoder,
+    labelled_items,
+    probe_encoders,
+    run_probe,
+    summarise_scores,
+)
 from .frozen_probe import (
     cross_validated_dense_linear,
     cross_validated_knn,
@@ -53,6 +61,12 @@ __all__ = [
     "cross_validated_linear",
     "paired_difference",
     "probe_folds",
+    "PROBE_SCORES",
+    "build_probe_encoder",
+    "labelled_items",
+    "probe_encoders",
+    "run_probe",
+    "summarise_scores",
     "KNNMonitor",
     "build_knn_monitor",
     "extract_features",

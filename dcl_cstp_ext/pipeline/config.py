@@ -40,7 +40,8 @@ class PipelineConfig:
     label_fractions: tuple[float, ...] = (1.0,)
     seeds: tuple[int, ...] = (0,)
     device: str | None = None
-    #: bundle overrides per stage kind, applied after the preset's: {"ldm": {...}, "pretrain": {...}, "finetune": {...}};
+    #: bundle overrides per stage kind, applied after the preset's: {"ldm": {...}, "pretrain": {...}, "finetune": {...},
+    #: "probe": {...}};
     #: an ldm stage's own block (``LDM_STAGES``, e.g. "ldm/diffusion") comes after the "ldm" block, for the keys the
     #: two training stages share (``batch_size``, ``max_epochs``, ``lr``)
     overrides: dict = field(default_factory=dict)
@@ -48,6 +49,8 @@ class PipelineConfig:
     keep_checkpoints: bool = False
     #: run the finished stages whose settings changed (and what is downstream of them) again, instead of refusing
     rerun_changed: bool = False
+    #: probe each pre-trained encoder's frozen features against a random encoder's (the ``probe/<init>`` stages)
+    probe: bool = True
 
     def __post_init__(self) -> None:
         task_spec(self.task)
@@ -58,10 +61,10 @@ class PipelineConfig:
                              f"or {SYNTHETIC_ONLY}")
         if not Path(self.data_root).exists():
             raise FileNotFoundError(f"--data-root {self.data_root} does not exist")
-        unknown = set(self.overrides) - {"ldm", "pretrain", "finetune", *LDM_STAGES}
+        unknown = set(self.overrides) - {"ldm", "pretrain", "finetune", "probe", *LDM_STAGES}
         if unknown:
-            raise ValueError(f"--overrides keys must be ldm, pretrain, finetune or one of {', '.join(LDM_STAGES)}, "
-                             f"got {sorted(unknown)}")
+            raise ValueError(f"--overrides keys must be ldm, pretrain, finetune, probe or one of "
+                             f"{', '.join(LDM_STAGES)}, got {sorted(unknown)}")
         for f in self.label_fractions:
             if not 0 < f <= 1:
                 raise ValueError(f"label fractions must be in (0, 1], got {f}")

@@ -83,9 +83,11 @@ def run_stages(stages: list[BundleStage], keep_checkpoints: bool = False) -> dic
 
 
 def _block_stages(block: str, stages: list[BundleStage]) -> list[BundleStage]:
-    """The stages an ``--overrides`` block applies to: "pretrain", "finetune", "ldm", or one LDM stage's name."""
+    """The stages an ``--overrides`` block applies to: "pretrain", "finetune", "ldm", "probe", or one LDM stage's
+    name."""
     kind = {"dcl_pretrain": "pretrain", "ldm_synthesis": "ldm"}
-    return [s for s in stages if s.name == block or kind.get(s.bundle, "finetune") == block]
+    return [s for s in stages if s.name == block
+            or ("probe" if s.name.startswith("probe/") else kind.get(s.bundle, "finetune")) == block]
 
 
 def check_overrides(cfg: PipelineConfig, stages: list[BundleStage]) -> None:

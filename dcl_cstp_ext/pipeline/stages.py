@@ -14,9 +14,9 @@ from ..data import build_datalist
 from ..data.layout import list_images
 from .config import ABLATIONS, KEEP_FRACTION, SYNTHETIC_ONLY, PipelineConfig
 from .presets import init_recipe_spec, preset_setting, preset_spec, task_spec
-from .runner import BundleStage
+from .runner import BundleStage, merged_config
 
-__all__ = ["datalist_kwargs", "finetune_stages", "ldm_stages", "missing_input", "plan", "pretrain_stage",
+__all__ = ["datalist_kwargs", "finetune_stages", "ldm_stages", "missing_input", "plan", "pretrain_stage", "probe_stages",
            "split_file", "synthesis_count", "synthetic_ratios", "write_split"]
 
 def _device(cfg: PipelineConfig) -> dict:
@@ -165,6 +165,32 @@ def finetune_stages(cfg: PipelineConfig, run: Path, init: str, encoder: Path | N
     ]
 
 
+def probe_stages(cfg: PipelineConfig, run: Path, pretrain: list[BundleStage]) -> list[BundleStage]:
+    """The frozen-encoder probe (``dcl_pretrain`` ``configs/probe.json``): ``probe/random`` probes a random encoder,
+    then ``probe/<init>`` each pre-trained one, compared with it image by image
+    (:func:`~dcl_cstp_ext.engines.run_probe`). Same backbone as the pre-trainings, the fine-tunings' image size; each
+    stage reads only its own encoder, so adding an initialisation to a run adds a stage and changes none."""
+    if not cfg.probe or not pretrain:
+        return []
+    task = task_spec(cfg.task)
+    finetune = finetune_stages(cfg, run, "random", None, 1.0, 0)[0]
+    common = {"dataset_dir": cfg.data_root, "in_channels": task["in_channels"],
+              "backbone": merged_config(pretrain[0])["backbone"], "image_size": merged_config(finetune)["image_size"],
+              **_split(cfg), **_device(cfg)}
+    reference = run / "probe" / "random"
+    stages = [BundleStage("probe/random", "dcl_pretrain", ["probe.json"], reference,
+                          {**common, "encoder": None, "output_dir": str(reference), **cfg.overrides.get("probe", {})},
+                          "infer")]
+    for st in pretrain:
+        name = st.name.split("/", 1)[1]
+        workdir = run / "probe" / name
+        overrides = {**common, "encoder": str(Path(st.workdir) / "models" / "encoder.pt"),
+                     "reference_dir": str(reference), "output_dir": str(workdir), **cfg.overrides.get("probe", {})}
+        stages.append(BundleStage(f"probe/{name}", "dcl_pretrain", ["probe.json"], workdir, overrides, "infer",
+                                  needs=("probe/random", st.name)))
+    return stages
+
+
 def plan(cfg: PipelineConfig) -> list[BundleStage]:
     """Every stage of the run, in order."""
     run = Path(cfg.out)
@@ -191,6 +217,7 @@ def plan(cfg: PipelineConfig) -> list[BundleStage]:
             st = pretrain_stage(cfg, run, SYNTHETIC_ONLY, "dcl_cstp", synthetic=kept, synthetic_only=True)
             stages.append(st)
             pretrain[SYNTHETIC_ONLY] = Path(st.workdir) / "models" / "encoder.pt"
+    stages += probe_stages(cfg, run, [s for s in stages if s.name.startswith("pretrain/")])
     inits = ["random"] if "random" in cfg.methods else []
     inits += [m for m in pretrain if m in cfg.methods or m.startswith("dcl_cstp_syn") or m in ABLATIONS]
     for init in inits:
@@ -210,7 +237,8 @@ def missing_input(stage: BundleStage) -> str | None:
     if synthetic and stage.bundle == "dcl_pretrain":
         if not Path(synthetic).is_dir() or not list_images(Path(synthetic), recursive=True):
             return f"no synthetic image passed curation ({synthetic} is empty)"
-    encoder = stage.overrides.get("pretrained_encoder")
+    encoder = stage.overrides.get("pretrained_encoder") or (stage.name.startswith("probe/")
+                                                            and stage.overrides.get("encoder"))
     if encoder and not Path(encoder).is_file():
         return f"its pre-trained encoder {encoder} was not produced"
     return None

@@ -49,7 +49,8 @@ def plot_pretrain_curves(run: Path, fig_dir: Path) -> Path | None:
     for ax, title in zip(axes, titles):
         ax.set_title(title)
         ax.set_xlabel("epoch")
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     fig.tight_layout()
     path = fig_dir / "pretrain_curves.png"
     fig.savefig(path, dpi=90)

@@ -79,6 +79,36 @@ def _statistics_section(doc: Document, run: Path, kind: str) -> None:
         doc.table(header, rows)
 
 
+def _interval(cmp: dict | None) -> str:
+    """``+1.7 [+0.8, +2.7]``, bold where the interval is clear of 0."""
+    if not cmp:
+        return ""
+    text = f"{cmp['difference']:+.1f} [{cmp['low']:+.1f}, {cmp['high']:+.1f}]"
+    return f"**{text}**" if cmp["low"] > 0 or cmp["high"] < 0 else text
+
+
+def _frozen_section(doc: Document, run: Path) -> None:
+    """The frozen-encoder probe (``probe/<init>/probe.json``): what each encoder knows before fine-tuning."""
+    probes = {p.parent.name: json.loads(p.read_text()) for p in run.glob("probe/*/probe.json")}
+    if not probes:
+        return
+    doc.heading(2, "Frozen features: what each encoder knows before fine-tuning")
+    first = probes.get("random") or next(iter(probes.values()))
+    scores = [k for k in ("knn_accuracy", "linear_accuracy", "dense_dice") if k in first]
+    titles = {"knn_accuracy": "k-NN %", "linear_accuracy": "linear %", "dense_dice": "dense Dice %"}
+    doc.paragraph(
+        f"Every labelled image of the split ({first['images']}) is a query once over {first['folds']} folds; the "
+        f"frozen {first['backbone']} at {first['image_size']} px predicts the {first['labels']} (majority class "
+        f"{first['majority_class_accuracy']:.1f}%) by a k-NN vote and a linear probe of its pooled feature"
+        + (" and the mask by a dense linear probe of its C3-C5 maps" if "dense_dice" in first else "")
+        + ". Each encoder minus the random one on the same images: mean difference in points with a paired bootstrap "
+        "95% interval, **bold** where it is clear of 0 (METHOD.md, \"Measuring feature quality without fine-tuning\").")
+    header = ["initialisation"] + [c for k in scores for c in (titles[k], "vs random")]
+    rows = [[init] + [c for k in scores for c in (f"{p[k]:.1f}", _interval(p.get(f"{k}_vs_random")))]
+            for init, p in sorted(probes.items(), key=lambda kv: init_order(kv[0]))]
+    doc.table(header, rows)
+
+
 def write_report(run: str | Path) -> Path:
     """Write ``report.md`` and ``report.html`` for the pipeline run in ``run``; returns the Markdown path."""
     run = Path(run)
@@ -108,6 +138,7 @@ def write_report(run: str | Path) -> Path:
                       "method's merit on real images. Use --preset cpu or paper on real data for that.")
 
     _statistics_section(doc, run, kind)
+    _frozen_section(doc, run)
 
     doc.heading(2, "Results")
     results = collect_results(run, kind)
