@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import run_bundle
+from PIL import Image
 from scipy.stats import binomtest
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import PredefinedSplit, cross_val_predict
@@ -213,3 +214,17 @@ def test_probe_workflow_pairs_an_encoder_with_the_random_reference(tmp_path, dem
         run_probe(datalist, tmp_path / "x", 32, "resnet18", 3, reference_dir=reference, folds=4)
     with pytest.raises(ValueError, match="resnet18 encoder, but the probe compares resnet34"):
         run_probe(datalist, tmp_path / "y", 32, "resnet34", 3, encoder=str(tmp_path / "encoder.pt"))
+
+
+def test_probe_folds_shrink_to_the_rarest_label_and_refuse_a_single_image(tmp_path):
+    def item(i, label):
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(np.full((16, 16), 10 * i, dtype=np.uint8)).save(path)
+        return {"image": str(path), "label": label}
+
+    datalist = {"training": [item(i, 0) for i in range(8)] + [item(8 + i, 1) for i in range(3)], "validation": []}
+    summary = run_probe(datalist, tmp_path / "p", 32, "resnet18", 1, folds=5)
+    assert summary["folds"] == 3 and summary["images"] == 11
+    datalist["training"] = datalist["training"][:9]  # label 1: one image
+    with pytest.raises(ValueError, match="label 1 .classes. has 1"):
+        run_probe(datalist, tmp_path / "q", 32, "resnet18", 1)

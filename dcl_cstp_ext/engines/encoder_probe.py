@@ -129,9 +129,19 @@ def summarise_scores(scores: Mapping[str, np.ndarray], reference: Mapping[str, n
 
 
 def _setup(datalist: Mapping, folds: int, seed: int) -> tuple[list[dict], str, np.ndarray, np.ndarray]:
+    """Items, what their labels are, the labels and the fold of each: ``folds`` stratified folds, fewer when the
+    rarest label has fewer images (a fold needs one of each), refused below 2."""
     items, kind = labelled_items(datalist)
     labels = np.array([it["label"] for it in items])
-    return items, kind, labels, probe_folds(labels, folds, seed)
+    counts = np.bincount(labels)
+    rarest = int(np.argmin(np.where(counts > 0, counts, counts.max() + 1)))
+    usable = min(folds, int(counts[rarest]))
+    if usable < 2:
+        raise ValueError(f"the frozen-encoder probe needs at least 2 labelled images of each label; label {rarest} "
+                         f"({kind}) has {int(counts[rarest])}")
+    if usable < folds:
+        logger.warning(f"probe: {usable} folds instead of {folds}: label {rarest} has {int(counts[rarest])} images")
+    return items, kind, labels, probe_folds(labels, usable, seed)
 
 
 def probe_encoders(datalist: Mapping, encoders: Sequence[str | None], image_size: int, backbone: str,
@@ -151,7 +161,7 @@ def probe_encoders(datalist: Mapping, encoders: Sequence[str | None], image_size
         t0 = time.perf_counter()
         scores = probe_scores(build_probe_encoder(encoder, backbone, in_channels, seed), loader, labels, fold,
                               "mask" in items[0], seed, device)
-        row = {"encoder": name, "image_size": image_size, "images": len(items), "folds": folds,
+        row = {"encoder": name, "image_size": image_size, "images": len(items), "folds": int(fold.max()) + 1,
                **summarise_scores(scores, reference, reference_name)}
         if reference is None:
             reference, reference_name = scores, "random" if name == "random" else "reference"
@@ -187,7 +197,8 @@ def run_probe(datalist: Mapping, output_dir: str | Path, image_size: int, backbo
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / "scores.npz", images=images, fold=fold, labels=labels, **scores)
     summary = {"encoder": str(encoder) if encoder else "random", "reference": str(reference_dir) if reference_dir
-               else None, "backbone": backbone, "image_size": image_size, "images": len(items), "folds": folds,
+               else None, "backbone": backbone, "image_size": image_size, "images": len(items),
+               "folds": int(fold.max()) + 1,
                "labels": kind, "majority_class_accuracy": 100 * float(np.bincount(labels).max() / len(labels)),
                **summarise_scores(scores, reference), "seconds": round(time.perf_counter() - start, 1),
                "environment": environment_info()}
