@@ -304,7 +304,9 @@ def test_a_head_on_an_earlier_stage_is_refused():
 def test_a_step_budget_gives_whole_epochs_and_max_epochs_still_caps_it():
     from dcl_cstp_ext.engines import epochs_for
 
-    assert epochs_for(200, None, 704, 32) == 200  # no step budget: the epochs
+    assert epochs_for(200, None, 704, 32) == epochs_for(200, -1, 704, 32) == 200  # no step budget: the epochs
+    with pytest.raises(ValueError, match="or -1"):
+        epochs_for(200, 0, 704, 32)
     assert [epochs_for(200, 1320, n, 32) for n in (704, 1868, 4173)] == [60, 23, 10]  # 1320, 1334, 1300 steps
     assert epochs_for(30, 1320, 704, 32) == 30  # whichever comes first, as Lightning's max_epochs / max_steps
     assert epochs_for(200, 5, 704, 32) == 1  # at least one epoch

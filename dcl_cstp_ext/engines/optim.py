@@ -86,10 +86,10 @@ def epochs_for(max_epochs: int, max_steps: int | None, num_items: int, batch_siz
 
     The ``cpu`` pre-training preset sets ``max_steps`` 1,320, the same schedule on every data set: 60 epochs of
     Kvasir-SEG's 704 images, 23 of ISIC 2018's 1,868, 10 of the chest X-rays' 4,173 (batch 32)."""
-    if max_steps is None:
+    if max_steps is None or max_steps == -1:  # -1: no step budget, as Lightning's (a command line cannot give None)
         return int(max_epochs)
     if max_steps < 1:
-        raise ValueError(f"max_steps must be an integer >= 1 or null, got {max_steps}")
+        raise ValueError(f"max_steps must be an integer >= 1, or -1 / null for no step budget, got {max_steps}")
     distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
     world = torch.distributed.get_world_size() if distributed else 1
     per_epoch = num_items // (batch_size * world)
