@@ -145,6 +145,8 @@ def test_pipeline_end_to_end_report_and_resume(tmp_path, demo_data, monkeypatch)
             dice = [float(row["dice"]) for row in csv.DictReader(fh)]
         assert metrics["n"] == len(dice) and metrics["dice"]["mean"] == pytest.approx(sum(dice) / len(dice), abs=1e-5)
     assert (run / "figures" / "pretrain_curves.png").stat().st_size > 1000
+    epochs = [json.loads(line) for line in (run / "pretrain" / "dcl_cstp" / "eval" / "metrics.jsonl").open()]
+    assert all("train_bank_gap" in e and "train_z_std" in e for e in epochs)  # the bank's staleness, every epoch
     probe = json.loads((run / "probe" / "dcl_cstp" / "probe.json").read_text())
     assert probe["reference"] == str(run / "probe" / "random") and "dense_dice_vs_random" in probe
     assert "## Frozen features" in text and "| dcl_cstp |" in text.split("## Frozen features")[1]
