@@ -41,7 +41,7 @@ class Bench:
         bench_pretrain(methods=methods, backbone=backbone, image_size=image_size, batch_size=batch_size,
                        steps=steps, warmup=warmup, channels=channels, device=device, amp=amp,
                        channels_last=channels_last, queue_size=queue_size, seed=seed, threads=threads,
-                       json_path=json, bn_splits=bn_splits, compile=bool(compile), optimizer_impl=optimizer_impl,
+                       json_path=json, bn_splits=bn_splits, compile=_bool(compile, "compile"), optimizer_impl=optimizer_impl,
                        head_dim=head_dim, paired_rounds=paired_rounds)
 
     def sample(self, ckpt_dir=None, preset=None, samplers="ddpm:1000,ddim:50,dpm_solver:20", num_images=64,
@@ -121,14 +121,15 @@ class CLI:
 
         cfg = PipelineConfig(
             task=task, data_root=data_root, out=out, preset=preset, methods=_tuple(methods, str),
-            synthetic_ratio=float(synthetic_ratio), ratios=_tuple(ratios, float), ablations=bool(ablations),
-            label_fractions=_tuple(label_fractions, float), seeds=_tuple(seeds, int), device=device,
-            overrides=_json_arg(overrides), keep_checkpoints=bool(keep_checkpoints), rerun_changed=bool(rerun_changed),
-            probe=bool(probe),
+            synthetic_ratio=float(synthetic_ratio), ratios=_tuple(ratios, float),
+            ablations=_bool(ablations, "ablations"), label_fractions=_tuple(label_fractions, float),
+            seeds=_tuple(seeds, int), device=device, overrides=_json_arg(overrides),
+            keep_checkpoints=_bool(keep_checkpoints, "keep_checkpoints"),
+            rerun_changed=_bool(rerun_changed, "rerun_changed"), probe=_bool(probe, "probe"),
         )
         _log_to_stdout()
         if launcher == "local-locks":
-            path = run_pipeline(cfg, report=report)
+            path = run_pipeline(cfg, report=_bool(report, "report"))
         else:
             from .pipeline.launcher import FINAL, KINDS, launch_pipeline, make_executor, wait_all
 
@@ -139,7 +140,7 @@ class CLI:
                          "mem_gb": None if slurm_mem_gb is None else float(slurm_mem_gb),
                          "slurm_extra": _json_arg(slurm_extra, "--slurm-extra") or None}
             executor = make_executor(launcher, Path(out) / "submitit", **(resources if launcher == "slurm" else {}))
-            jobs = launch_pipeline(cfg, executor, report=report, max_running=int(local_jobs))
+            jobs = launch_pipeline(cfg, executor, report=_bool(report, "report"), max_running=int(local_jobs))
             if launcher == "slurm":
                 print(f"submitted {len(jobs) - 1} stage job(s) and the report job {jobs[FINAL].job_id} "
                       f"(squeue --me); logs: {executor.folder}")
@@ -164,7 +165,8 @@ class CLI:
         from .download import download_bundle
 
         _log_to_stdout()
-        print(download_bundle(name, index, bundle_dir=bundle_dir, version=version, overwrite=bool(overwrite)))
+        print(download_bundle(name, index, bundle_dir=bundle_dir, version=version,
+                              overwrite=_bool(overwrite, "overwrite")))
 
     def package(self, out: str = "dist", bundles=None, bundles_dir: str = "bundles", base_url: str | None = None,
                 require_weights: bool = False, python_package: bool = True, package_source: str | None = None):
@@ -179,8 +181,8 @@ class CLI:
         from .release import package_bundles
 
         index = package_bundles(out, bundles=_tuple(bundles, str) if bundles else None, bundles_dir=bundles_dir,
-                                require_weights=bool(require_weights), base_url=base_url,
-                                python_package=bool(python_package), package_source=package_source)
+                                require_weights=_bool(require_weights, "require_weights"), base_url=base_url,
+                                python_package=_bool(python_package, "python_package"), package_source=package_source)
         for e in index["bundles"]:
             weights = ", ".join(e["weights"]) or "no weights"
             print(f"{Path(out) / e['file']}  {e['size']} bytes  sha256 {e['sha256']}  ({weights})")
@@ -232,6 +234,19 @@ def _json_arg(value, name: str = "--overrides") -> dict:
 
 def _int(value) -> int | None:
     return None if value is None else int(value)
+
+
+def _bool(value, name: str) -> bool:
+    """A yes/no option as fire hands it over: a bool, or the text true/false (any case), yes/no, 1/0. fire gives
+    ``--probe false`` as the string 'false', which ``bool()`` would read as True."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "1"):
+        return True
+    if text in ("false", "no", "0"):
+        return False
+    raise ValueError(f"--{name.replace('_', '-')}: expected true or false, got {value!r}")
 
 
 def _tuple(value, cast) -> tuple:

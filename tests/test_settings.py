@@ -168,3 +168,22 @@ def test_json_true_false_null_in_overrides_reach_the_configs_as_json():
         fire.Fire(lambda overrides=None: got.update(o=_json_arg(overrides)), command=keep_json_text(argv))
         assert got["o"] == {"pretrain": {"amp": True, "resume": False, "queue_size": None, "lr": 0.1}}
     assert keep_json_text(["pipeline", "--seeds", "0,1"]) == ["pipeline", "--seeds", "0,1"]
+
+
+def test_yes_no_options_of_the_cli_read_false_as_false(monkeypatch, tmp_path):
+    """fire hands ``--probe false`` over as the text 'false', which ``bool()`` reads as True."""
+    import fire
+
+    import dcl_cstp_ext.pipeline as pipeline
+    from dcl_cstp_ext.cli import CLI, _bool, keep_json_text
+
+    assert [_bool(v, "x") for v in (True, "true", "TRUE", "yes", "1", 1)] == [True] * 6
+    assert [_bool(v, "x") for v in (False, "false", "False", "no", "0", 0)] == [False] * 6
+    with pytest.raises(ValueError, match="--keep-checkpoints: expected true or false, got 'maybe'"):
+        _bool("maybe", "keep_checkpoints")
+    seen = {}
+    monkeypatch.setattr(pipeline, "run_pipeline", lambda cfg, report=True: seen.update(cfg=cfg, report=report) or "r")
+    argv = ["pipeline", "--task", "kvasir_seg", "--data-root", str(tmp_path), "--out", str(tmp_path / "run"),
+            "--probe", "false", "--ablations", "true", "--report", "false"]
+    fire.Fire(CLI, command=keep_json_text(argv))
+    assert seen["cfg"].probe is False and seen["cfg"].ablations is True and seen["report"] is False
