@@ -91,7 +91,7 @@ def test_the_pipeline_refuses_changed_settings_before_rewriting_its_files_or_rer
     rerun = _cfg(tmp_path, demo_data, overrides={"pretrain": {"max_epochs": 9}}, rerun_changed=True)
     run_pipeline(rerun, report=False)
     again = [w.split("/run/")[-1] for w in recorded[first:]]
-    assert again[0].startswith("pretrain/simclr") and len(again) == 3  # and simclr's fine-tuning and evaluation
+    assert again[0].startswith("pretrain/simclr") and len(again) == 4  # and its probe, fine-tuning and evaluation
     assert all("simclr" in w for w in again)
     assert json.loads((tmp_path / "run" / "pipeline.json").read_text())["overrides"] == {"pretrain": {"max_epochs": 9}}
     run_pipeline(rerun, report=False)  # now in step: nothing runs
