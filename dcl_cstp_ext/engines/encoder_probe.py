@@ -168,7 +168,7 @@ def probe_encoders(datalist: Mapping, encoders: Sequence[str | None], image_size
         row["seconds"] = round(time.perf_counter() - t0, 1)
         log(str(row))
         results.append(row)
-    return {"protocol": f"{folds}-fold cross-validation", "labels": kind, "backbone": backbone,
+    return {"protocol": f"{int(fold.max()) + 1}-fold cross-validation", "labels": kind, "backbone": backbone,
             "majority_class_accuracy": 100 * float(np.bincount(labels).max() / len(labels)),
             "reference_encoder": results[0]["encoder"], "results": results}
 
