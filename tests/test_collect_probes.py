@@ -1,0 +1,52 @@
+"""benchmarks/collect_probes.py: one results file from a pipeline run's probe stages."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from collect_probes import collect  # noqa: E402
+
+
+def _probe(run: Path, init: str, knn: float) -> None:
+    (run / "probe" / init).mkdir(parents=True)
+    row = {"encoder": "random" if init == "random" else f"{run}/pretrain/{init}/models/encoder.pt", "folds": 5,
+           "labels": "lesion-size tertiles", "majority_class_accuracy": 33.4, "knn_accuracy": knn,
+           "environment": {"torch": "x"}}
+    (run / "probe" / init / "probe.json").write_text(json.dumps(row))
+
+
+def test_random_first_then_each_method_with_its_pretraining(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "pipeline.json").write_text(json.dumps({"data_root": "/data/kvasir", "task": "kvasir_seg", "preset": "cpu"}))
+    for init, knn in (("simclr", 80.0), ("dcl_cstp", 78.0), ("random", 70.0)):
+        _probe(run, init, knn)
+    (run / "pretrain" / "dcl_cstp" / "eval").mkdir(parents=True)
+    (run / "pretrain" / "dcl_cstp" / "DONE.json").write_text(json.dumps({"seconds": 2100.5}))
+    lines = [{"epoch": 1, "iteration": 22, "train_loss": 5.4, "train_z_std": 0.9},
+             {"epoch": 1, "knn_accuracy": 0.4},
+             {"epoch": 2, "iteration": 44, "train_loss": 4.5, "train_cs": -0.1, "train_z_std": 1.0}]
+    (run / "pretrain" / "dcl_cstp" / "eval" / "metrics.jsonl").write_text("\n".join(map(json.dumps, lines)) + "\n")
+
+    out = tmp_path / "probes.json"
+    summary = collect(str(run), json_path=str(out))
+    assert json.loads(out.read_text()) == summary
+    assert [r["init"] for r in summary["results"]] == ["random", "dcl_cstp", "simclr"]
+    assert summary["protocol"] == "5-fold cross-validation" and summary["dataset_dir"] == "/data/kvasir"
+    assert summary["environment"] == {"torch": "x"} and "environment" not in summary["results"][0]
+    dcl = summary["results"][1]
+    assert dcl["pretrain_seconds"] == 2100.5 and dcl["pretrain_iterations"] == 44
+    assert dcl["pretrain_end"] == {"train_loss": 4.5, "train_cs": -0.1, "train_z_std": 1.0}
+    assert dcl["pretrain_lowest_z_std"] == 0.9
+    assert "pretrain_seconds" not in summary["results"][2]  # no stage folder: nothing made up
+
+
+def test_a_run_without_probe_stages_is_refused_by_name(tmp_path):
+    (tmp_path / "pipeline.json").write_text("{}")
+    with pytest.raises(SystemExit, match="no finished probe stage"):
+        collect(str(tmp_path))
