@@ -1,4 +1,4 @@
-"""benchmarks/collect_probes.py: one results file from a pipeline run's probe stages."""
+"""benchmarks/collect_run.py: one results file from a pipeline run's probes, fine-tunings and statistics."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from collect_probes import collect  # noqa: E402
+from collect_run import collect  # noqa: E402
 
 
 def _probe(run: Path, init: str, knn: float) -> None:
@@ -44,6 +44,30 @@ def test_random_first_then_each_method_with_its_pretraining(tmp_path):
     assert dcl["pretrain_end"] == {"train_loss": 4.5, "train_cs": -0.1, "train_z_std": 1.0}
     assert dcl["pretrain_lowest_z_std"] == 0.9
     assert "pretrain_seconds" not in summary["results"][2]  # no stage folder: nothing made up
+    assert summary["finetunes"] == [] and "statistics" not in summary
+
+
+def test_fine_tunings_and_statistics_are_gathered(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "pipeline.json").write_text(json.dumps({"task": "kvasir_seg"}))
+    _probe(run, "random", 70.0)
+    for init, dice in (("random", 0.5), ("dcl_cstp", 0.52)):
+        stage = run / "finetune" / init / "lf0.1" / "seed2"
+        (stage / "evaluate").mkdir(parents=True)
+        (stage / "train").mkdir()
+        (stage / "train" / "DONE.json").write_text(json.dumps({"seconds": 276.0}))
+        (stage / "evaluate" / "metrics.json").write_text(json.dumps(
+            {"n": 176, "split": "validation", "image_size": 128, "dice": {"mean": dice, "std": 0.2},
+             "hd_units": "pixels"}))
+    (run / "statistics.json").write_text(json.dumps({"references": ["random"], "comparisons": []}))
+    summary = collect(str(run))
+    assert summary["finetunes"] == [
+        {"init": "dcl_cstp", "label_fraction": 0.1, "seed": 2, "split": "validation", "n": 176, "dice": 0.52,
+         "train_seconds": 276.0},
+        {"init": "random", "label_fraction": 0.1, "seed": 2, "split": "validation", "n": 176, "dice": 0.5,
+         "train_seconds": 276.0}]
+    assert summary["statistics"] == {"references": ["random"], "comparisons": []}
 
 
 def test_a_run_without_probe_stages_is_refused_by_name(tmp_path):

@@ -1,11 +1,14 @@
-"""Gather the frozen-encoder probes of one ``dcl-cstp pipeline`` run into a single results file.
+"""Gather the results of one ``dcl-cstp pipeline`` run into a single file for ``benchmarks/results/``: its
+frozen-encoder probes, its fine-tunings and the report's paired statistics.
 
 Each ``RUN/probe/<init>/probe.json`` (written by the pipeline's probe stages, ``dcl_cstp_ext.engines.encoder_probe``)
 becomes one row of ``results``; a pre-trained initialisation's row also gets its pre-training's wall time (the
 stage's ``DONE.json``) and the last epoch's training losses (its ``eval/metrics.jsonl``), with the lowest ``z_std``
-of the run. The layout is the one of ``benchmarks/results/probe_cv_*.json``.
+of the run. The layout is the one of ``benchmarks/results/probe_cv_*.json``, plus ``finetunes`` (every finished
+``RUN/finetune/<init>/lf<fraction>/seed<seed>/evaluate/metrics.json``: the metrics' means, the split, the training
+stage's wall time) and ``statistics`` (``RUN/statistics.json``, written by the report: the paired per-seed tests).
 
-    python benchmarks/collect_probes.py RUN --json-path benchmarks/results/probe_cv_kvasir_preset1320.json
+    python benchmarks/collect_run.py RUN --json-path benchmarks/results/pipeline_kvasir_preset1320.json
 """
 
 from __future__ import annotations
@@ -37,8 +40,26 @@ def _pretraining(run: Path, init: str) -> dict:
     return out
 
 
+def _finetunes(run: Path) -> list[dict]:
+    """One row per finished evaluation stage: init, label fraction, seed, the mean of each metric, wall times."""
+    rows = []
+    for path in sorted((run / "finetune").glob("*/lf*/seed*/evaluate/metrics.json")):
+        evaluate = path.parent
+        init, fraction, seed = evaluate.parents[2].name, evaluate.parents[1].name[2:], evaluate.parent.name[4:]
+        metrics = json.loads(path.read_text())
+        row = {"init": init, "label_fraction": float(fraction), "seed": int(seed), "split": metrics.get("split"),
+               "n": metrics.get("n")}
+        row.update({k: v["mean"] for k, v in metrics.items() if isinstance(v, dict) and "mean" in v})
+        for stage in ("train", "evaluate"):
+            done = evaluate.parent / stage / "DONE.json"
+            if done.is_file():
+                row[f"{stage}_seconds"] = json.loads(done.read_text()).get("seconds")
+        rows.append(row)
+    return rows
+
+
 def collect(run: str, json_path: str | None = None) -> dict:
-    """Read ``run``'s probe stages (random init first) and write them to ``json_path`` when given."""
+    """Read ``run``'s probe stages (random init first), fine-tunings and statistics; write them to ``json_path``."""
     run_dir = Path(run)
     probes = sorted((run_dir / "probe").glob("*/probe.json"), key=lambda p: (p.parent.name != "random", p.parent.name))
     if not probes:
@@ -51,14 +72,26 @@ def collect(run: str, json_path: str | None = None) -> dict:
         results.append({"init": path.parent.name, **row, **_pretraining(run_dir, path.parent.name)})
     first = results[0]
     summary = {"dataset_dir": pipeline.get("data_root"), "task": pipeline.get("task"), "preset": pipeline.get("preset"),
-               "source": "dcl-cstp pipeline probe stages, RUN/probe/<init>/probe.json",
+               "source": "dcl-cstp pipeline run: RUN/probe/<init>/probe.json, RUN/finetune/<init>/lf<f>/seed<s>/"
+                         "evaluate/metrics.json, RUN/statistics.json",
                "protocol": f"{first['folds']}-fold cross-validation", "labels": first["labels"],
                "majority_class_accuracy": first["majority_class_accuracy"], "results": results,
-               "environment": environment}
+               "finetunes": _finetunes(run_dir), "environment": environment}
+    if (run_dir / "statistics.json").is_file():
+        summary["statistics"] = json.loads((run_dir / "statistics.json").read_text())
     if json_path:
         Path(json_path).write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
 
 
+def main(run: str, json_path: str | None = None) -> None:
+    """Print the gathered results as JSON, or write them to ``json_path`` and say how many rows it holds."""
+    summary = collect(run, json_path)
+    if json_path is None:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        print(f"{json_path}: {len(summary['results'])} probes, {len(summary['finetunes'])} fine-tunings")
+
+
 if __name__ == "__main__":
-    fire.Fire(collect)
+    fire.Fire(main)
