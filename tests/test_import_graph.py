@@ -32,6 +32,11 @@ def import_graph() -> dict[str, set[str]]:
             else:
                 target = node.module or ""
             deps |= {t for t in [target, *(f"{target}.{a.name}" for a in node.names)] if t in modules}
+        # importing a.b.c first runs a/__init__ and a/b/__init__: a package outside the importer's own ones is
+        # imported too (``from ..pipeline.presets import x`` in reports/ runs pipeline/__init__)
+        own = {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)}
+        deps |= {parent for dep in deps for i in range(1, dep.count(".") + 1)
+                 if (parent := ".".join(dep.split(".")[:i])) in modules and parent not in own}
         graph[name] = deps - {name}
     return graph
 

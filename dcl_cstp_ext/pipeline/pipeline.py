@@ -19,7 +19,6 @@ import logging
 import time
 from pathlib import Path
 
-from ..reports.pipeline_report import write_report
 from ..settings import SettingsError
 from ..settings import check_overrides as settings_check
 from ..utils import record_run
@@ -171,6 +170,11 @@ def finish_run(run: str | Path, skipped: dict[str, str], report: bool = True) ->
         (run / "skipped.json").write_text(json.dumps(skipped, indent=2))
         if not report:
             return run
+        # imported here: the report module reads pipeline.presets, so a module-level import would make
+        # ``from dcl_cstp_ext.reports.pipeline_report import write_report`` in a fresh process (``dcl-cstp report``)
+        # a circular import
+        from ..reports.pipeline_report import write_report
+
         return write_report(run)
 
 
