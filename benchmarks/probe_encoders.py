@@ -8,7 +8,8 @@ Writes JSON.
 folds, by the weighted k-NN vote and by a linear probe on the pooled feature and, for segmentation data, by a dense
 linear probe of the mask from the C3-C5 maps (per-image Dice; ``dcl_cstp_ext.engines.frozen_probe``); each encoder
 is compared with the first one (``random``; another first encoder is the reference, ``*_vs_reference``) image by image: the difference with a paired bootstrap 95% interval and
-a McNemar (accuracies) or Wilcoxon signed-rank (Dice) p-value.
+a McNemar (accuracies) or Wilcoxon signed-rank (Dice) p-value. ``--stage-dice``: the dense probe also on C3, C4 and C5
+alone (same grid and masks), to see at which depth two encoders' dense features differ.
 
     python benchmarks/probe_encoders.py --protocol cv --dataset-dir ../shared/data/isic2018 --in-channels 3 \
         --image-sizes 128 --encoders random,RUN_DIR/pretrain/simclr/models/encoder.pt --split-file RUN_DIR/splits/isic_seg.json
@@ -61,13 +62,14 @@ def _features(encoder, items, image_size, channels, batch_size=64):
 
 def probe(dataset_dir: str, encoders: str = "random", image_sizes="64,128", backbone: str = "resnet18",
           in_channels: int = 1, max_bank: int = 2000, seed: int = 0, datalist_kwargs=None, json_path: str | None = None,
-          split_file: str | None = None, protocol: str = "split", folds: int = 5):
+          split_file: str | None = None, protocol: str = "split", folds: int = 5, stage_dice: bool = False):
     sizes = [int(s) for s in str(image_sizes).split(",")] if not isinstance(image_sizes, (tuple, list)) else list(image_sizes)
     kw = json.loads(datalist_kwargs) if isinstance(datalist_kwargs, str) else (datalist_kwargs or {})
     dl = build_datalist("auto", dataset_dir, seed=seed, split_file=split_file, **kw)
     if protocol == "cv":  # the pipeline's probe (dcl_cstp_ext.engines.probe_encoders), at each size
         names = [e.strip() for e in encoders.split(",")] if isinstance(encoders, str) else list(encoders)
-        reports = [probe_encoders(dl, names, size, backbone, in_channels, seed, folds, log=print) for size in sizes]
+        reports = [probe_encoders(dl, names, size, backbone, in_channels, seed, folds, log=print,
+                                  stage_dice=stage_dice) for size in sizes]
         return _write({"dataset_dir": dataset_dir, **{k: v for k, v in reports[0].items() if k != "results"},
                        "results": [row for r in reports for row in r["results"]]}, json_path)
     if protocol != "split":

@@ -228,3 +228,29 @@ def test_probe_folds_shrink_to_the_rarest_label_and_refuse_a_single_image(tmp_pa
     datalist["training"] = datalist["training"][:9]  # label 1: one image
     with pytest.raises(ValueError, match="label 1 .classes. has 1"):
         run_probe(datalist, tmp_path / "q", 32, "resnet18", 1)
+
+
+def test_one_stage_dense_features_on_the_c3_grid_and_per_stage_scores():
+    """The per-stage diagnostic (``stage_dice``) probes each map alone on C3's grid, so its Dice is comparable with the
+    C3-C5 probe's; the single-stage features are exactly that stage's slice of the concatenated ones."""
+    import torch
+
+    from dcl_cstp_ext.engines import dense_features, probe_folds
+    from dcl_cstp_ext.engines.encoder_probe import probe_scores
+    from dcl_cstp_ext.networks import ResNetEncoder2D
+
+    torch.manual_seed(0)
+    enc = ResNetEncoder2D("resnet18", 3)
+    images, masks = torch.rand(10, 3, 64, 64), torch.zeros(10, 1, 64, 64)
+    masks[:, :, :32, :] = 1
+    batch = [{"image": images, "mask": masks}]
+    all_maps = dense_features(enc, batch, label_key="mask")[0]
+    c5, grid_masks, _ = dense_features(enc, batch, (4,), label_key="mask", grid_stage=2)
+    assert c5.shape == (10, 512, 8, 8) and grid_masks.shape == (10, 8, 8)
+    np.testing.assert_allclose(c5, all_maps[:, 128 + 256:], rtol=1e-5, atol=1e-6)
+    labels = np.array([0, 1] * 5)
+    scores = probe_scores(enc, batch, labels, probe_folds(labels, 2, 0), dense=True, stage_dice=True)
+    assert list(scores)[:3] == ["knn_accuracy", "linear_accuracy", "dense_dice"]
+    assert {"dense_dice_c3", "dense_dice_c4", "dense_dice_c5"} <= set(scores)
+    assert all(v.shape == (10,) for v in scores.values())
+    assert "dense_dice_c3" not in probe_scores(enc, batch, labels, probe_folds(labels, 2, 0), dense=True)

@@ -92,22 +92,32 @@ def probe_loader(items: Sequence[Mapping], image_size: int, in_channels: int, ba
     return DataLoader(make_cached_dataset(list(items), chain), batch_size=batch_size, num_workers=0)
 
 
+#: the stages of the dense probe (``dense_features``' C3-C5 maps) and, for ``stage_dice``, each one alone
+DENSE_STAGES = (2, 3, 4)
+
+
 def probe_scores(encoder: torch.nn.Module, loader: DataLoader, labels: np.ndarray, fold: np.ndarray, dense: bool,
-                 seed: int = 0, device: str | torch.device = "cpu") -> dict[str, np.ndarray]:
+                 seed: int = 0, device: str | torch.device = "cpu", stage_dice: bool = False) -> dict[str, np.ndarray]:
     """Per-image scores ``(N,)`` of ``encoder``'s frozen features: ``knn_accuracy`` and ``linear_accuracy`` (bool,
-    right or wrong) and, when ``dense``, ``dense_dice`` (float)."""
+    right or wrong) and, when ``dense``, ``dense_dice`` (float). With ``stage_dice`` (a diagnostic: which depth of
+    the encoder a dense difference comes from), also ``dense_dice_c3`` .. ``dense_dice_c5``: the same dense probe on
+    one stage's map alone."""
     encoder = encoder.to(device)
     num_classes = int(labels.max()) + 1
     scores = {}
     if dense:
-        maps, masks, feats = dense_features(encoder, loader, device=device, label_key="mask")
+        maps, masks, feats = dense_features(encoder, loader, DENSE_STAGES, device=device, label_key="mask")
         scores["dense_dice"] = cross_validated_dense_linear(maps, masks, fold, seed=seed)
         del maps
+        for stage in DENSE_STAGES if stage_dice else ():
+            maps = dense_features(encoder, loader, (stage,), device=device, label_key="mask",
+                                  grid_stage=DENSE_STAGES[0])[0]  # the same grid and masks as dense_dice
+            scores[f"dense_dice_c{stage + 1}"] = cross_validated_dense_linear(maps, masks, fold, seed=seed)
     else:
         feats = extract_features(encoder, loader, device)[0].numpy()
     scores["knn_accuracy"] = cross_validated_knn(feats, labels, fold, num_classes)
     scores["linear_accuracy"] = cross_validated_linear(feats, labels, fold)
-    return {k: scores[k] for k in PROBE_SCORES if k in scores}
+    return {k: scores[k] for k in (*PROBE_SCORES, *sorted(scores)) if k in scores}
 
 
 def summarise_scores(scores: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray] | None = None,
@@ -146,7 +156,7 @@ def _setup(datalist: Mapping, folds: int, seed: int) -> tuple[list[dict], str, n
 
 def probe_encoders(datalist: Mapping, encoders: Sequence[str | None], image_size: int, backbone: str,
                    in_channels: int, seed: int = 0, folds: int = 5, device: str | torch.device = "cpu",
-                   log: Callable[[str], None] = logger.info) -> dict:
+                   log: Callable[[str], None] = logger.info, stage_dice: bool = False) -> dict:
     """Probe each of ``encoders`` (an export path, or None / ``"random"``) on ``datalist``'s labelled images at
     ``image_size``; every encoder after the first is compared with the first (``*_vs_random`` when the first is
     random, else ``*_vs_reference``). Returns the report: protocol, labels, majority-class accuracy and a row per
@@ -160,7 +170,7 @@ def probe_encoders(datalist: Mapping, encoders: Sequence[str | None], image_size
         name = encoder or "random"
         t0 = time.perf_counter()
         scores = probe_scores(build_probe_encoder(encoder, backbone, in_channels, seed), loader, labels, fold,
-                              "mask" in items[0], seed, device)
+                              "mask" in items[0], seed, device, stage_dice)
         row = {"encoder": name, "image_size": image_size, "images": len(items), "folds": int(fold.max()) + 1,
                **summarise_scores(scores, reference, reference_name)}
         if reference is None:
