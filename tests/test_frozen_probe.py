@@ -230,12 +230,12 @@ def test_probe_folds_shrink_to_the_rarest_label_and_refuse_a_single_image(tmp_pa
         run_probe(datalist, tmp_path / "q", 32, "resnet18", 1)
 
 
-def test_one_stage_dense_features_on_the_c3_grid_and_per_stage_scores():
-    """The per-stage diagnostic (``stage_dice``) probes each map alone on C3's grid, so its Dice is comparable with the
-    C3-C5 probe's; the single-stage features are exactly that stage's slice of the concatenated ones."""
+def test_per_stage_dense_scores_are_the_dense_probe_on_each_stage_slice():
+    """The per-stage diagnostic (``stage_dice``) probes each of C3, C4, C5 alone on the C3 grid and masks of the
+    C3-C5 probe: each score equals the dense probe fitted on that stage's channels of the concatenated maps."""
     import torch
 
-    from dcl_cstp_ext.engines import dense_features, probe_folds
+    from dcl_cstp_ext.engines import cross_validated_dense_linear, dense_features, probe_folds
     from dcl_cstp_ext.engines.encoder_probe import probe_scores
     from dcl_cstp_ext.networks import ResNetEncoder2D
 
@@ -243,14 +243,14 @@ def test_one_stage_dense_features_on_the_c3_grid_and_per_stage_scores():
     enc = ResNetEncoder2D("resnet18", 3)
     images, masks = torch.rand(10, 3, 64, 64), torch.zeros(10, 1, 64, 64)
     masks[:, :, :32, :] = 1
+    masks[::2, :, :, :16] = 0  # not every image alike, so that the stages' Dice can differ
     batch = [{"image": images, "mask": masks}]
-    all_maps = dense_features(enc, batch, label_key="mask")[0]
-    c5, grid_masks, _ = dense_features(enc, batch, (4,), label_key="mask", grid_stage=2)
-    assert c5.shape == (10, 512, 8, 8) and grid_masks.shape == (10, 8, 8)
-    np.testing.assert_allclose(c5, all_maps[:, 128 + 256:], rtol=1e-5, atol=1e-6)
     labels = np.array([0, 1] * 5)
-    scores = probe_scores(enc, batch, labels, probe_folds(labels, 2, 0), dense=True, stage_dice=True)
+    fold = probe_folds(labels, 2, 0)
+    scores = probe_scores(enc, batch, labels, fold, dense=True, stage_dice=True)
     assert list(scores)[:3] == ["knn_accuracy", "linear_accuracy", "dense_dice"]
-    assert {"dense_dice_c3", "dense_dice_c4", "dense_dice_c5"} <= set(scores)
+    maps, grid_masks, _ = dense_features(enc, batch, label_key="mask")
+    for name, lo, hi in (("dense_dice_c3", 0, 128), ("dense_dice_c4", 128, 384), ("dense_dice_c5", 384, 896)):
+        np.testing.assert_allclose(scores[name], cross_validated_dense_linear(maps[:, lo:hi], grid_masks, fold))
     assert all(v.shape == (10,) for v in scores.values())
-    assert "dense_dice_c3" not in probe_scores(enc, batch, labels, probe_folds(labels, 2, 0), dense=True)
+    assert "dense_dice_c3" not in probe_scores(enc, batch, labels, fold, dense=True)

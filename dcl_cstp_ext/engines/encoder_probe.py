@@ -108,11 +108,10 @@ def probe_scores(encoder: torch.nn.Module, loader: DataLoader, labels: np.ndarra
     if dense:
         maps, masks, feats = dense_features(encoder, loader, DENSE_STAGES, device=device, label_key="mask")
         scores["dense_dice"] = cross_validated_dense_linear(maps, masks, fold, seed=seed)
+        widths = [encoder.feature_channels[s] for s in DENSE_STAGES]
+        for stage, part in zip(DENSE_STAGES, np.split(maps, np.cumsum(widths)[:-1], axis=1)) if stage_dice else ():
+            scores[f"dense_dice_c{stage + 1}"] = cross_validated_dense_linear(part, masks, fold, seed=seed)
         del maps
-        for stage in DENSE_STAGES if stage_dice else ():
-            maps = dense_features(encoder, loader, (stage,), device=device, label_key="mask",
-                                  grid_stage=DENSE_STAGES[0])[0]  # the same grid and masks as dense_dice
-            scores[f"dense_dice_c{stage + 1}"] = cross_validated_dense_linear(maps, masks, fold, seed=seed)
     else:
         feats = extract_features(encoder, loader, device)[0].numpy()
     scores["knn_accuracy"] = cross_validated_knn(feats, labels, fold, num_classes)

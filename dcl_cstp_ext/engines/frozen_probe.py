@@ -70,20 +70,18 @@ def cross_validated_linear(features: np.ndarray, labels: np.ndarray, fold: np.nd
 
 @torch.no_grad()
 def dense_features(encoder: torch.nn.Module, loader, stages: tuple[int, ...] = (2, 3, 4), device="cpu",
-                   image_key: str = "image", label_key: str = "label",
-                   grid_stage: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   image_key: str = "image", label_key: str = "label") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One frozen forward pass per batch gives: stage maps on one grid, ``(N, D, h, w)`` float32 (``stages`` of the
-    encoder's five maps, 2-4 = C3-C5 at strides 8-32, bilinearly upsampled to the ``h x w`` of stage ``grid_stage``
-    (default: the first of ``stages``) and concatenated: D = 896 for ResNet-18's C3-C5); masks ``(N, h, w)`` bool
-    (foreground where at least half of the cell is); and the L2-normalised pooled features ``(N, C)`` of the global
-    probes."""
+    encoder's five maps, 2-4 = C3-C5 at strides 8-32, bilinearly upsampled to the first one's ``h x w`` and
+    concatenated in that order: D = 896 for ResNet-18); masks ``(N, h, w)`` bool (foreground where at least half of
+    the cell is); and the L2-normalised pooled features ``(N, C)`` of the global probes."""
 
     feats, masks, pooled = [], [], []
     with eval_mode(encoder):
         for batch in loader:
             maps, pool = encoder(torch.as_tensor(batch[image_key]).to(device))
             pooled.append(F.normalize(pool.float(), dim=1).cpu())
-            size = maps[stages[0] if grid_stage is None else grid_stage].shape[-2:]
+            size = maps[stages[0]].shape[-2:]
             feats.append(torch.cat([F.interpolate(maps[s].float(), size=size, mode="bilinear", align_corners=False)
                                     if maps[s].shape[-2:] != size else maps[s].float() for s in stages], 1).cpu())
             masks.append(F.adaptive_avg_pool2d(torch.as_tensor(batch[label_key]).float(), size)[:, 0] >= 0.5)
