@@ -7,6 +7,8 @@ stage's ``DONE.json``) and the last epoch's training losses (its ``eval/metrics.
 of the run. The layout is the one of ``benchmarks/results/probe_cv_*.json``, plus ``finetunes`` (every finished
 ``RUN/finetune/<init>/lf<fraction>/seed<seed>/evaluate/metrics.json``: the metrics' means, the split, the training
 stage's wall time) and ``statistics`` (``RUN/statistics.json``, written by the report: the paired per-seed tests).
+``environment`` is the first probe's (random init's): versions, code commit, machine; a probe whose record differs
+(a method added to the run later, by other code) keeps its own in its row.
 
     python benchmarks/collect_run.py RUN --json-path benchmarks/results/pipeline_kvasir_preset1320.json
 """
@@ -65,10 +67,14 @@ def collect(run: str, json_path: str | None = None) -> dict:
     if not probes:
         raise SystemExit(f"{run_dir / 'probe'}: no finished probe stage (*/probe.json); run the pipeline with --probe")
     pipeline = json.loads((run_dir / "pipeline.json").read_text())
-    results = []
-    for path in probes:
+    results, environment = [], None
+    for i, path in enumerate(probes):
         row = json.loads(path.read_text())
-        environment = row.pop("environment", None)
+        own = row.pop("environment", None)
+        if i == 0:
+            environment = own
+        elif own != environment:  # a probe run by other code or software than the first keeps its own record
+            row["environment"] = own
         results.append({"init": path.parent.name, **row, **_pretraining(run_dir, path.parent.name)})
     first = results[0]
     summary = {"dataset_dir": pipeline.get("data_root"), "task": pipeline.get("task"), "preset": pipeline.get("preset"),

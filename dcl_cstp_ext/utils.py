@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import platform
+import subprocess
 import sys
 import time
 from importlib import metadata
@@ -14,13 +16,37 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["as_scalar", "environment_info", "json_clean", "record_run"]
+__all__ = ["as_scalar", "code_version", "environment_info", "json_clean", "record_run"]
 
 _PACKAGES = ("dcl-cstp", "torch", "monai", "pytorch-ignite", "numpy", "diffusers", "nibabel", "pillow")
 
 
+@functools.cache
+def code_version(package_dir: str | None = None) -> dict | None:
+    """The git commit of the checkout this package is imported from, and whether its tracked files differ from it:
+    ``{"commit": "<40 hex>", "dirty": bool}``. ``None`` where that cannot be told: no ``git``, a package outside a
+    work tree, or an installed copy whose files git does not track (a wheel in a virtual environment that sits inside
+    the repository must not borrow the repository's commit). The package version alone does not tell apart two runs
+    of the same 0.1.0 a week of commits apart."""
+    root = Path(package_dir) if package_dir else Path(__file__).resolve().parent
+
+    def git(*args: str) -> subprocess.CompletedProcess | None:
+        try:
+            return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    tracked = git("ls-files", "--error-unmatch", "__init__.py")
+    commit = git("rev-parse", "HEAD") if tracked is not None and tracked.returncode == 0 else None
+    status = git("status", "--porcelain", "--untracked-files=no") if commit and commit.returncode == 0 else None
+    if status is None or status.returncode != 0:
+        return None
+    return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
 def environment_info() -> dict:
-    """Python, package versions, platform and accelerator of this process."""
+    """Python, package versions, the code's git commit (:func:`code_version`), platform and accelerator of this
+    process."""
     import torch
 
     versions = {}
@@ -32,6 +58,7 @@ def environment_info() -> dict:
     return {
         "python": platform.python_version(),
         "packages": versions,
+        "code": code_version(),
         "platform": platform.platform(),
         "cpu_count": __import__("os").cpu_count(),
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,

@@ -12,11 +12,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from collect_run import collect  # noqa: E402
 
 
-def _probe(run: Path, init: str, knn: float) -> None:
+def _probe(run: Path, init: str, knn: float, environment: dict | None = None) -> None:
     (run / "probe" / init).mkdir(parents=True)
     row = {"encoder": "random" if init == "random" else f"{run}/pretrain/{init}/models/encoder.pt", "folds": 5,
            "labels": "lesion-size tertiles", "majority_class_accuracy": 33.4, "knn_accuracy": knn,
-           "environment": {"torch": "x"}}
+           "environment": environment or {"torch": "x"}}
     (run / "probe" / init / "probe.json").write_text(json.dumps(row))
 
 
@@ -74,3 +74,19 @@ def test_a_run_without_probe_stages_is_refused_by_name(tmp_path):
     (tmp_path / "pipeline.json").write_text("{}")
     with pytest.raises(SystemExit, match="no finished probe stage"):
         collect(str(tmp_path))
+
+
+def test_a_probe_run_by_other_code_keeps_its_own_environment(tmp_path):
+    """A method added to a run folder later, by a newer commit, must not be reported under the first probe's."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "pipeline.json").write_text(json.dumps({"task": "isic_seg"}))
+    old, new = {"code": {"commit": "a" * 40, "dirty": False}}, {"code": {"commit": "b" * 40, "dirty": False}}
+    _probe(run, "random", 70.0, old)
+    _probe(run, "dcl_cstp", 75.0, old)
+    _probe(run, "mocov2", 72.0, new)
+    summary = collect(str(run))
+    assert summary["environment"] == old
+    rows = {r["init"]: r for r in summary["results"]}
+    assert "environment" not in rows["random"] and "environment" not in rows["dcl_cstp"]
+    assert rows["mocov2"]["environment"] == new

@@ -128,7 +128,9 @@ def write_report(run: str | Path) -> Path:
                   f"{', '.join(cfg['methods'])}, synthetic ratio {cfg['synthetic_ratio']}, label fractions "
                   f"{cfg['label_fractions']}, seeds {cfg['seeds']}.")
     versions = info.get("packages", {})
+    code = info.get("code")
     doc.paragraph("Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v)
+                  + (f" (commit {code['commit'][:10]}{', with local changes' if code['dirty'] else ''})" if code else "")
                   + f"; Python {info.get('python', '?')}; {info.get('platform', '?')}; "
                   + (f"GPU {info['cuda']}" if info.get("cuda") else f"CPU only, {info.get('cpu_count', '?')} cores")
                   + f". Command: `{' '.join(info.get('argv', []))}`.")
