@@ -77,6 +77,14 @@ def test_a_diverging_loss_is_warned_about_once_per_epoch(caplog):
     assert len(warned) == 1 and "epoch 2" in warned[0]
 
 
+def test_a_first_step_without_negatives_does_not_make_every_epoch_look_diverged(caplog):
+    """A memory-bank method's first loss is ~0 (no negatives in the empty bank); a steady run is not diverging."""
+    trainer, _ = _trainer([1e-4, 1.0, 1.0, 1.0, 1.0, 1.0], epochs=3, lr=0.0)
+    with caplog.at_level(logging.WARNING, logger="dcl_cstp_ext.engines.guards"):
+        trainer.run()
+    assert not [r for r in caplog.records if "diverges" in r.getMessage()]
+
+
 def test_every_training_config_puts_the_guard_first():
     """Attached before validation, checkpoints and the scheduler, so they never see what it stops."""
     configs = sorted(BUNDLES.glob("*/configs/train*.json"))
