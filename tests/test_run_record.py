@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
+import dcl_cstp_ext
 from dcl_cstp_ext.utils import code_version, record_run
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs the git command")
@@ -48,7 +50,11 @@ def test_an_installed_copy_inside_a_repository_does_not_borrow_its_commit(repo, 
 
 
 def test_every_run_record_carries_the_code_version(tmp_path):
+    """In this checkout (a clone, as CI runs it) the record names its HEAD; elsewhere (an installed wheel) None."""
     record_run(str(tmp_path), name="run_info.json")
     entry = json.loads((tmp_path / "run_info.json").read_text())[-1]
-    assert entry["code"] == code_version()
-    assert entry["code"] is None or len(entry["code"]["commit"]) == 40
+    package = Path(dcl_cstp_ext.__file__).resolve().parent
+    tracked = subprocess.run(["git", "-C", str(package), "ls-files", "--error-unmatch", "__init__.py"],
+                             capture_output=True).returncode == 0
+    assert entry["code"] == ({"commit": _git(package, "rev-parse", "HEAD"), "dirty": entry["code"]["dirty"]}
+                             if tracked else None)
