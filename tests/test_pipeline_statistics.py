@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from dcl_cstp_ext.reports.pipeline_statistics import paired_statistics, statistics_tables, write_statistics
+from dcl_cstp_ext.reports.pipeline_statistics import paired_statistics, seeds_asked, statistics_tables, write_statistics
 
 
 def _results():
@@ -44,7 +44,9 @@ def test_tables_mark_what_is_clear_of_its_noise(tmp_path):
     assert dcl[1] == "3" and dcl[2] == "+10.00, +9.00, +11.00" and dcl[3].startswith("**+10.00 [")
     assert dcl[6] == "better" and dcl[5] == "0.25"  # three pairs: the signed-rank test cannot go below 0.25
     simclr = next(r for r in rows if r[0] == "simclr")
-    assert not simclr[3].startswith("**") and simclr[6] == "within noise" and simclr[-1] == "-"  # no hd95 run
+    # simclr - random is +0.33 points: within 1 point, so the protocol asks 5 seeds where 3 ran
+    assert not simclr[3].startswith("**") and simclr[6] == "within noise (3 of 5 seeds, within 1 point)"
+    assert simclr[-1] == "-"  # no hd95 run
     saved = json.loads(write_statistics(tmp_path, stats).read_text())
     assert saved["references"] == ["random", "dcl_cstp"] and len(saved["comparisons"]) == len(stats)
 
@@ -53,6 +55,17 @@ def test_one_pair_has_no_interval_and_is_never_called_a_difference(tmp_path):
     stats = paired_statistics({"random": {"1": {"dice": {"0": 0.5}}}, "dcl_cstp": {"1": {"dice": {"0": 0.9}}}},
                               "segmentation")
     (row,) = statistics_tables(stats, "segmentation")[0][2]
-    assert row[3] == "+40.00 (1 pair)" and row[4] == "n/a" and row[6] == "within noise"
+    assert row[3] == "+40.00 (1 pair)" and row[4] == "n/a" and row[6] == "within noise (1 of 3 seeds)"
     saved = json.loads(write_statistics(tmp_path, stats).read_text())  # strict JSON: no NaN
     assert saved["comparisons"][0]["low"] is None
+
+
+def test_the_seeds_the_protocol_asks_follow_the_gap_between_the_two_cells():
+    assert [seeds_asked(d) for d in (0.0, 0.99, -0.99, 1.0, -1.5, 10.0)] == [5, 5, 5, 3, 3, 3]
+    stats = paired_statistics(_results(), "segmentation")
+    get = {(s["reference"], s["init"], s["metric"]): s for s in stats}
+    assert get[("random", "dcl_cstp", "dice")]["seeds_asked"] == 3  # 10 points apart
+    assert get[("random", "simclr", "dice")]["seeds_asked"] == 5  # 0.33 points apart
+    assert get[("random", "dcl_cstp", "hd95")]["seeds_asked"] is None  # pixels: the 1-point rule is about points
+    rows = statistics_tables(stats, "segmentation")[0][2]
+    assert next(r for r in rows if r[0] == "dcl_cstp")[6] == "better"  # 3 pairs are what it asks: nothing added

@@ -29,7 +29,14 @@ from .pipeline_results import (
     init_order,
     stage_times,
 )
-from .pipeline_statistics import paired_statistics, statistics_tables, write_statistics
+from .pipeline_statistics import (
+    CLOSE_POINTS,
+    CLOSE_SEEDS,
+    MIN_SEEDS,
+    paired_statistics,
+    statistics_tables,
+    write_statistics,
+)
 
 __all__ = ["write_report"]
 
@@ -73,7 +80,9 @@ def _statistics_section(doc: Document, run: Path, kind: str) -> None:
         "95% Student-t interval; **bold**: the interval is clear of 0, otherwise the difference is within the seed "
         "noise. Paired t-test and Wilcoxon signed-rank test, two-sided (with 3 pairs the signed-rank p cannot go "
         f"below 0.25). Pairs per comparison: {', '.join(map(str, pairs))}; each pre-training ran once, so its own "
-        "seed noise is not in these intervals. All comparisons: `statistics.json`.")
+        f"seed noise is not in these intervals. The protocol asks {MIN_SEEDS} paired seeds per comparison, "
+        f"{CLOSE_SEEDS} where the two are within {CLOSE_POINTS:g} point; a verdict says \"k of n seeds\" where fewer "
+        "ran. All comparisons: `statistics.json`.")
     for title, header, rows in statistics_tables(stats, kind):
         doc.heading(3, title)
         doc.table(header, rows)

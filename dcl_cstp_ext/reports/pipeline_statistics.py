@@ -3,6 +3,10 @@
 A pair is one fine-tuning seed of both initialisations at one label fraction (the same labelled subset, split and
 seed; only the initialisation differs). Each comparison is :func:`~dcl_cstp_ext.metrics.paired_by_key` over the
 seeds both have; percentages are shown in points. Written to ``statistics.json`` beside the report.
+
+The protocol (issue #21; METHOD.md, "Comparing initialisations") asks :data:`MIN_SEEDS` paired seeds per cell and
+:data:`CLOSE_SEEDS` where two cells are within :data:`CLOSE_POINTS` points of each other; each comparison of a
+percentage metric carries ``seeds_asked``, and the tables say where a comparison has fewer pairs than that.
 """
 
 from __future__ import annotations
@@ -14,12 +18,21 @@ from pathlib import Path
 from ..metrics import paired_by_key
 from .pipeline_results import METRICS, init_order
 
-__all__ = ["REFERENCES", "LOWER_IS_BETTER", "paired_statistics", "statistics_tables", "write_statistics"]
+__all__ = ["REFERENCES", "LOWER_IS_BETTER", "MIN_SEEDS", "CLOSE_SEEDS", "CLOSE_POINTS", "seeds_asked",
+           "paired_statistics", "statistics_tables", "write_statistics"]
 
 #: the initialisations every other one is compared with
 REFERENCES = ("random", "dcl_cstp")
 #: metrics where a smaller value is better (distances)
 LOWER_IS_BETTER = ("hd", "hd95")
+#: paired seeds the protocol asks per cell; more where two cells are closer than ``CLOSE_POINTS`` points
+MIN_SEEDS, CLOSE_SEEDS, CLOSE_POINTS = 3, 5, 1.0
+
+
+def seeds_asked(mean_difference: float) -> int:
+    """Paired seeds the protocol asks for a comparison whose mean difference is ``mean_difference`` points:
+    :data:`CLOSE_SEEDS` when ``|mean_difference| < CLOSE_POINTS``, else :data:`MIN_SEEDS`."""
+    return CLOSE_SEEDS if abs(mean_difference) < CLOSE_POINTS else MIN_SEEDS
 
 
 def _scale(values: dict[str, float], percent: bool) -> dict[str, float]:
@@ -51,7 +64,8 @@ def paired_statistics(results_by_seed: dict, kind: str, level: float = 0.95) -> 
                     if c is not None:
                         better = c.verdict(higher_is_better=name not in LOWER_IS_BETTER)
                         out.append({"fraction": fraction, "reference": reference, "init": init, "metric": name,
-                                    "verdict": better, **c.as_dict()})
+                                    "verdict": better, **c.as_dict(),
+                                    "seeds_asked": seeds_asked(c.mean) if percent else None})
     return out
 
 
@@ -65,6 +79,15 @@ def _cell(s: dict) -> str:
         return f"{_signed(s['mean'])} (1 pair)"
     text = f"{_signed(s['mean'])} [{_signed(s['low'])}, {_signed(s['high'])}]"
     return text if s["within_noise"] else f"**{text}**"
+
+
+def _verdict(s: dict) -> str:
+    """The verdict, with the seeds still to run where the comparison has fewer pairs than the protocol asks."""
+    asked = s.get("seeds_asked")
+    if asked is None or s["n"] >= asked:
+        return s["verdict"]
+    why = f", within {CLOSE_POINTS:g} point" if asked == CLOSE_SEEDS else ""
+    return f"{s['verdict']} ({s['n']} of {asked} seeds{why})"
 
 
 def statistics_tables(stats: list[dict], kind: str) -> list[tuple[str, list[str], list[list[str]]]]:
@@ -89,7 +112,7 @@ def statistics_tables(stats: list[dict], kind: str) -> list[tuple[str, list[str]
                     continue
                 rows.append([init, str(m["n"]), ", ".join(f"{d:+.2f}" for d in m["differences"]), _cell(m),
                              "n/a" if math.isnan(m["t_p"]) else f"{m['t_p']:.3g}", f"{m['wilcoxon_p']:.3g}",
-                             m["verdict"], *(_cell(by_metric[o]) if o in by_metric else "-" for o in others)])
+                             _verdict(m), *(_cell(by_metric[o]) if o in by_metric else "-" for o in others)])
             title = f"{float(fraction):.0%} of the labels: each initialisation minus {reference}"
             tables.append((title, header, rows))
     return tables
