@@ -8,7 +8,10 @@ of the run. The layout is the one of ``benchmarks/results/probe_cv_*.json``, plu
 ``RUN/finetune/<init>/lf<fraction>/seed<seed>/evaluate/metrics.json``: the metrics' means, the split, the training
 stage's wall time) and ``statistics`` (``RUN/statistics.json``, written by the report: the paired per-seed tests).
 ``environment`` is the first probe's (random init's): versions, code commit, machine; a probe whose record differs
-(a method added to the run later, by other code) keeps its own in its row.
+(a method added to the run later, by other code) keeps its own in its row. ``commands`` lists every pipeline
+command run in the folder (``RUN/run_info.json``: when, its options as typed, its code commit), and a pre-trained
+row carries ``pretrain_overrides``, the settings its stage ran with beyond the bundle's configs (its ``DONE.json``,
+paths left out): a run with ``--overrides`` cannot be mistaken for the default recipe.
 
     python benchmarks/collect_run.py RUN --json-path benchmarks/results/pipeline_kvasir_preset1320.json
 """
@@ -21,6 +24,8 @@ from pathlib import Path
 import fire
 
 LOSS_KEYS = ("train_loss", "train_nce", "train_cs", "train_kl", "train_z_std", "train_bank_gap")
+#: stage overrides that only say where things are, left out of ``pretrain_overrides``
+PATH_KEYS = ("bundle_root", "dataset_dir", "output_dir", "ckpt_dir", "split_file", "synthetic_dir")
 
 
 def _pretraining(run: Path, init: str) -> dict:
@@ -28,7 +33,10 @@ def _pretraining(run: Path, init: str) -> dict:
     stage = run / "pretrain" / init
     out = {}
     if (stage / "DONE.json").is_file():
-        out["pretrain_seconds"] = json.loads((stage / "DONE.json").read_text()).get("seconds")
+        done = json.loads((stage / "DONE.json").read_text())
+        out["pretrain_seconds"] = done.get("seconds")
+        if "overrides" in done:
+            out["pretrain_overrides"] = {k: v for k, v in done["overrides"].items() if k not in PATH_KEYS}
     metrics = stage / "eval" / "metrics.jsonl"
     if metrics.is_file():
         rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
@@ -60,6 +68,16 @@ def _finetunes(run: Path) -> list[dict]:
     return rows
 
 
+def _commands(run: Path) -> list[dict]:
+    """Every pipeline command run in ``run`` (``run_info.json``), oldest first: start time, arguments, code."""
+    path = run / "run_info.json"
+    if not path.is_file():
+        return []
+    records = json.loads(path.read_text())
+    return [{"started": r.get("started"), "argv": r.get("argv", [])[1:], "code": r.get("code")}
+            for r in (records if isinstance(records, list) else [records])]
+
+
 def collect(run: str, json_path: str | None = None) -> dict:
     """Read ``run``'s probe stages (random init first), fine-tunings and statistics; write them to ``json_path``."""
     run_dir = Path(run)
@@ -82,7 +100,7 @@ def collect(run: str, json_path: str | None = None) -> dict:
                          "evaluate/metrics.json, RUN/statistics.json",
                "protocol": f"{first['folds']}-fold cross-validation", "labels": first["labels"],
                "majority_class_accuracy": first["majority_class_accuracy"], "results": results,
-               "finetunes": _finetunes(run_dir), "environment": environment}
+               "finetunes": _finetunes(run_dir), "commands": _commands(run_dir), "environment": environment}
     if (run_dir / "statistics.json").is_file():
         summary["statistics"] = json.loads((run_dir / "statistics.json").read_text())
     if json_path:

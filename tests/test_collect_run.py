@@ -27,7 +27,12 @@ def test_random_first_then_each_method_with_its_pretraining(tmp_path):
     for init, knn in (("simclr", 80.0), ("dcl_cstp", 78.0), ("random", 70.0)):
         _probe(run, init, knn)
     (run / "pretrain" / "dcl_cstp" / "eval").mkdir(parents=True)
-    (run / "pretrain" / "dcl_cstp" / "DONE.json").write_text(json.dumps({"seconds": 2100.5}))
+    (run / "pretrain" / "dcl_cstp" / "DONE.json").write_text(json.dumps(
+        {"seconds": 2100.5, "overrides": {"bundle_root": "/code/bundles/dcl_pretrain", "dataset_dir": "/data/kvasir",
+                                          "method": "dcl_cstp", "train#augmentation#ops": ["rotate", "pnp"]}}))
+    (run / "run_info.json").write_text(json.dumps([
+        {"started": "2026-12-07T15:41:59+0000", "argv": ["/code/cli.py", "pipeline", "--overrides", "{...}"],
+         "code": {"commit": "abc", "dirty": False}, "platform": "Linux"}]))
     lines = [{"epoch": 1, "iteration": 22, "train_loss": 5.4, "train_z_std": 0.9},
              {"epoch": 1, "knn_accuracy": 0.4},
              {"epoch": 2, "iteration": 44, "train_loss": 4.5, "train_cs": -0.1, "train_z_std": 1.0}]
@@ -43,6 +48,10 @@ def test_random_first_then_each_method_with_its_pretraining(tmp_path):
     assert dcl["pretrain_seconds"] == 2100.5 and dcl["pretrain_iterations"] == 44
     assert dcl["pretrain_end"] == {"train_loss": 4.5, "train_cs": -0.1, "train_z_std": 1.0}
     assert dcl["pretrain_lowest_z_std"] == 0.9
+    # what the stage ran with beyond the configs, without the paths; and the command that made the folder
+    assert dcl["pretrain_overrides"] == {"method": "dcl_cstp", "train#augmentation#ops": ["rotate", "pnp"]}
+    assert summary["commands"] == [{"started": "2026-12-07T15:41:59+0000", "argv": ["pipeline", "--overrides", "{...}"],
+                                    "code": {"commit": "abc", "dirty": False}}]
     assert "pretrain_seconds" not in summary["results"][2]  # no stage folder: nothing made up
     assert summary["finetunes"] == [] and "statistics" not in summary
 
