@@ -317,3 +317,16 @@ def test_pretrain_curves_add_the_bank_staleness_panel_when_a_run_logs_it(tmp_pat
         (run / "figures").mkdir()
         widths[case] = Image.open(plot_pretrain_curves(run, run / "figures")).size[0]
     assert widths["with"] == pytest.approx(widths["without"] * 4 / 3, rel=0.02)  # a fourth panel of the same width
+
+
+def test_the_evaluated_split_names_its_image_count_for_classification_and_segmentation(tmp_path):
+    """The classifier's evaluation keeps its count in ``summary.num_images``, the segmenters' in ``n``."""
+    from dcl_cstp_ext.reports.pipeline_results import evaluated_splits_sentence
+
+    for task, metrics in [("cls", {"split": "validation", "summary": {"num_images": 1043, "accuracy": 0.78}}),
+                          ("seg", {"split": "test", "n": 100, "dice": {"mean": 0.5}})]:
+        out = tmp_path / task / "finetune" / "random" / "lf0.1" / "seed0" / "evaluate"
+        out.mkdir(parents=True)
+        (out / "metrics.json").write_text(json.dumps(metrics))
+    assert evaluated_splits_sentence(tmp_path / "cls").startswith("Evaluated on the validation (1043 images) split.")
+    assert evaluated_splits_sentence(tmp_path / "seg").startswith("Evaluated on the test (100 images) split.")

@@ -127,7 +127,8 @@ def evaluated_splits_sentence(run: Path) -> str:
     found: dict[str, set] = {}
     for *_, path in evaluations(run):
         metrics = json.loads(path.read_text())
-        found.setdefault(str(metrics.get("split", "?")), set()).add(metrics.get("n", metrics.get("num_images")))
+        count = metrics.get("n", metrics.get("summary", {}).get("num_images"))  # segmentation: n; classification: summary
+        found.setdefault(str(metrics.get("split", "?")), set()).add(count)
     if not found:
         return ""
     parts = [f"{split} ({', '.join(str(n) for n in sorted(ns, key=str))} images)" for split, ns in sorted(found.items())]
