@@ -51,15 +51,18 @@ def _pretraining(run: Path, init: str) -> dict:
 
 
 def _finetunes(run: Path) -> list[dict]:
-    """One row per finished evaluation stage: init, label fraction, seed, the mean of each metric, wall times."""
+    """One row per finished evaluation stage: init, label fraction, seed, split and its image count, each metric (a
+    segmenter's mean over images, a classifier's summary score; fractions, not percent), wall times."""
     rows = []
     for path in sorted((run / "finetune").glob("*/lf*/seed*/evaluate/metrics.json")):
         evaluate = path.parent
         init, fraction, seed = evaluate.parents[2].name, evaluate.parents[1].name[2:], evaluate.parent.name[4:]
         metrics = json.loads(path.read_text())
+        summary = metrics.get("summary", {})  # the classifier's scores and count; the segmenters' are per metric
         row = {"init": init, "label_fraction": float(fraction), "seed": int(seed), "split": metrics.get("split"),
-               "n": metrics.get("n")}
+               "n": metrics.get("n", summary.get("num_images"))}
         row.update({k: v["mean"] for k, v in metrics.items() if isinstance(v, dict) and "mean" in v})
+        row.update({k: v for k, v in summary.items() if k != "num_images" and isinstance(v, (int, float))})
         for stage in ("train", "evaluate"):
             done = evaluate.parent / stage / "DONE.json"
             if done.is_file():

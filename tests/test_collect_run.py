@@ -79,6 +79,21 @@ def test_fine_tunings_and_statistics_are_gathered(tmp_path):
     assert summary["statistics"] == {"references": ["random"], "comparisons": []}
 
 
+def test_a_classifiers_scores_and_image_count_are_gathered(tmp_path):
+    """The classifier's evaluation keeps its scores and count in ``summary`` (no per-metric ``mean``)."""
+    run = tmp_path / "run"
+    evaluate = run / "finetune" / "random" / "lf0.1" / "seed0" / "evaluate"
+    evaluate.mkdir(parents=True)
+    (run / "pipeline.json").write_text(json.dumps({"task": "pneumonia_cls"}))
+    _probe(run, "random", 76.3)
+    (evaluate / "metrics.json").write_text(json.dumps(
+        {"split": "validation", "summary": {"num_images": 1043, "accuracy": 0.78, "roc_auc_macro_ovr": 0.90},
+         "per_class": {"normal": {"support": 268, "recall": 0.97}}}))
+    assert collect(str(run))["finetunes"] == [
+        {"init": "random", "label_fraction": 0.1, "seed": 0, "split": "validation", "n": 1043, "accuracy": 0.78,
+         "roc_auc_macro_ovr": 0.90}]
+
+
 def test_a_run_without_probe_stages_is_refused_by_name(tmp_path):
     (tmp_path / "pipeline.json").write_text("{}")
     with pytest.raises(SystemExit, match="no finished probe stage"):
