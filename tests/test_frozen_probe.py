@@ -185,6 +185,29 @@ def test_probe_table_and_forest_plot(tmp_path):
     assert table[3] == "| simclr (chest_after) | 72.5 | +2.5 [-0.5, +5.2] | 73.5 | +2.5 [-0.5, +5.2] |"
     module.plot(str(tmp_path / "probe_cv_chest.json"), figure=str(tmp_path / "f.png"))
     assert (tmp_path / "f.png").stat().st_size > 5000
+    # other runs on the same split (collect_run files, rows named by init) join the same row of panels: a new
+    # method by its name, a method already shown under its file's name, a run reproduced to the digit not at all
+    simclr = report["results"][1]
+    other = {**report, "results": [report["results"][0], {**simclr, "init": "mocov2"},
+                                   {**simclr, "init": "simclr"}]}
+    (tmp_path / "pipeline_chest_moco.json").write_text(json.dumps(other))
+    again = {**report, "results": [report["results"][0], {**simclr, "init": "mocov2", "knn_accuracy": 75.0}]}
+    (tmp_path / "pipeline_chest_moco_bn.json").write_text(json.dumps(again))
+    merged = module.load_report(f"{tmp_path / 'probe_cv_chest.json'}+{tmp_path / 'pipeline_chest_moco_bn.json'}"
+                                f"+{tmp_path / 'pipeline_chest_moco.json'}")
+    assert [r["name"] for r in merged["results"]] == ["random", "simclr", "mocov2",  # METHOD_ORDER, then file order
+                                                      "mocov2 (pipeline_chest_moco)"]
+    assert module.markdown_table(merged).splitlines()[4].startswith("| mocov2 | 75.0 |")
+    labelled = module.load_report(f"{tmp_path / 'probe_cv_chest.json'}+{tmp_path / 'pipeline_chest_moco_bn.json'}"
+                                  f"+{tmp_path / 'pipeline_chest_moco.json'}=BN head")
+    assert labelled["results"][-1]["name"] == "mocov2 (BN head)"
+    module.plot(f"{tmp_path / 'probe_cv_chest.json'}+{tmp_path / 'pipeline_chest_moco.json'}", titles="chest",
+                figure=str(tmp_path / "g.png"))
+    assert (tmp_path / "g.png").stat().st_size > 5000
+    other["results"][0] = {**report["results"][0], "knn_accuracy": 69.0}  # another split's random encoder
+    (tmp_path / "pipeline_chest_other_split.json").write_text(json.dumps(other))
+    with pytest.raises(ValueError, match="pipeline_chest_other_split.json: its random encoder"):
+        module.load_report(f"{tmp_path / 'probe_cv_chest.json'}+{tmp_path / 'pipeline_chest_other_split.json'}")
 
 
 def test_probe_workflow_pairs_an_encoder_with_the_random_reference(tmp_path, demo_data):
