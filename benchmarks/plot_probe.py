@@ -2,15 +2,14 @@
 difference from the random encoder with the 95% bootstrap interval.
 
     python benchmarks/plot_probe.py plot benchmarks/results/probe_cv_{kvasir,isic,chest}.json --figure docs/figures/probe_cv.png
-    python benchmarks/plot_probe.py plot a.json+b.json=BN head c.json --titles "ISIC 2018,chest X-ray" --figure f.png
-
-A report given as ``a.json+b.json`` is one data set probed by several runs (the same split and random encoder,
-which is checked): their encoders are drawn in one row of panels, a method already shown once named with its
-file's label (``b.json=BN head``: "mocov2 (BN head)"). Besides ``probe_encoders.py``'s files, the
-``collect_run.py`` files of pipeline runs are read (their rows name the initialisation in ``init``).
+    python benchmarks/plot_probe.py plot a.json+"b.json=BN head" c.json --titles "ISIC 2018,chest X-ray" --figure f.png
     python benchmarks/plot_probe.py curve benchmarks/results/step_curve_*.json --figure docs/figures/step_curve.png
 
-An encoder path ``.../<run>/pretrain/<method>/models/encoder.pt`` is named ``<method> (<run>)``.
+An encoder path ``.../<run>/pretrain/<method>/models/encoder.pt`` is named ``<method> (<run>)``. A report given as
+``a.json+b.json`` is one data set probed by several runs (the same split and random encoder, which is checked):
+their encoders are drawn in one row of panels, by method, a method already shown named with its file's label
+(``b.json=BN head``: "mocov2 (BN head)"). Besides ``probe_encoders.py``'s files, the ``collect_run.py`` files of
+pipeline runs are read (their rows name the initialisation in ``init``).
 """
 
 from __future__ import annotations
@@ -39,9 +38,9 @@ def _scores(row: dict) -> dict:
 def load_report(spec: str) -> dict:
     """One data set's report from ``a.json`` or ``a.json+b.json+...``: the random encoder's row, then every file's
     other rows in :data:`METHOD_ORDER`, each named (``name``) by its method (``init``, else the method of its
-    encoder's path), with `` (<label>)`` added where a name repeats (``a.json=label``; default the file's stem); a row that repeats another's name and scores (a run reproduced to the digit) is
-    left out. The files must agree on the random encoder's scores (the same split and images); a disagreement is
-    refused naming the file."""
+    encoder's path), with `` (<label>)`` added where a name repeats (``a.json=label``; default the file's stem);
+    a row that repeats another's name and scores (a run reproduced to the digit) is left out. The files must agree
+    on the random encoder's scores (the same split and images); a disagreement is refused naming the file."""
     parts = [part.partition("=") for part in spec.split("+")]
     paths, labels = [p for p, _, _ in parts], [label or Path(p).stem for p, _, label in parts]
     reports = [json.loads(Path(p).read_text()) for p in paths]
@@ -81,8 +80,8 @@ def markdown_table(report: dict) -> str:
 
 def plot(*reports: str, figure: str | None = None, titles: str | None = None) -> None:
     """Print each report's table and, with ``figure``, draw a forest plot: one row of panels per report (``a.json``
-    or ``a.json+b.json``, :func:`load_report`), one panel per probe. ``titles``: comma-separated row titles
-    (default: the first file's name)."""
+    or ``a.json+b.json``, :func:`load_report`), one panel per probe. ``titles``: the rows' titles, separated by
+    commas (default: each row's first file's name)."""
     loaded = [load_report(r) for r in reports]
     names = [t.strip() for t in titles.split(",")] if titles else [rep["title"] for rep in loaded]
     if len(names) != len(loaded):
