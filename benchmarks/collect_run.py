@@ -23,6 +23,8 @@ from pathlib import Path
 
 import fire
 
+from dcl_cstp_ext.reports.pipeline_results import find_metric
+
 LOSS_KEYS = ("train_loss", "train_nce", "train_cs", "train_kl", "train_z_std", "train_bank_gap")
 #: stage overrides that only say where things are, left out of ``pretrain_overrides``
 PATH_KEYS = ("bundle_root", "dataset_dir", "output_dir", "ckpt_dir", "split_file", "synthetic_dir")
@@ -59,8 +61,9 @@ def _finetunes(run: Path) -> list[dict]:
         init, fraction, seed = evaluate.parents[2].name, evaluate.parents[1].name[2:], evaluate.parent.name[4:]
         metrics = json.loads(path.read_text())
         summary = metrics.get("summary", {})  # the classifier's scores and count; the segmenters' are per metric
+        count = find_metric(metrics, ("n", "num_images"))
         row = {"init": init, "label_fraction": float(fraction), "seed": int(seed), "split": metrics.get("split"),
-               "n": metrics.get("n", summary.get("num_images"))}
+               "n": None if count is None else int(count)}
         row.update({k: v["mean"] for k, v in metrics.items() if isinstance(v, dict) and "mean" in v})
         row.update({k: v for k, v in summary.items() if k != "num_images" and isinstance(v, (int, float))})
         for stage in ("train", "evaluate"):

@@ -127,8 +127,8 @@ def evaluated_splits_sentence(run: Path) -> str:
     found: dict[str, set] = {}
     for *_, path in evaluations(run):
         metrics = json.loads(path.read_text())
-        count = metrics.get("n", metrics.get("summary", {}).get("num_images"))  # segmentation: n; classification: summary
-        found.setdefault(str(metrics.get("split", "?")), set()).add(count)
+        count = find_metric(metrics, ("n", "num_images"))  # segmentation: n; classification: summary.num_images
+        found.setdefault(str(metrics.get("split", "?")), set()).add(None if count is None else int(count))
     if not found:
         return ""
     parts = [f"{split} ({', '.join(str(n) for n in sorted(ns, key=str))} images)" for split, ns in sorted(found.items())]
