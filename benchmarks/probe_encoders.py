@@ -9,7 +9,8 @@ folds, by the weighted k-NN vote and by a linear probe on the pooled feature and
 linear probe of the mask from the C3-C5 maps (per-image Dice; ``dcl_cstp_ext.engines.frozen_probe``); each encoder
 is compared with the first one (``random``; another first encoder is the reference, ``*_vs_reference``) image by image: the difference with a paired bootstrap 95% interval and
 a McNemar (accuracies) or Wilcoxon signed-rank (Dice) p-value. ``--stage-dice``: the dense probe also on C3, C4 and C5
-alone (same grid and masks), to see at which depth two encoders' dense features differ.
+alone (same grid and masks), to see at which depth two encoders' dense features differ. The encoder ``pixels`` is no
+encoder: each C3 cell's own raw pixels (``dcl_cstp_ext.networks.PixelPatchEncoder``), the dense probe's floor.
 
     python benchmarks/probe_encoders.py --protocol cv --dataset-dir ../shared/data/isic2018 --in-channels 3 \
         --image-sizes 128 --encoders random,RUN_DIR/pretrain/simclr/models/encoder.pt --split-file RUN_DIR/splits/isic_seg.json
@@ -17,6 +18,9 @@ alone (same grid and masks), to see at which depth two encoders' dense features 
         --datalist-kwargs '{"num_classes": 3}' --split-file RUN_DIR/splits/pneumonia_cls.json --json-path out.json
     python benchmarks/probe_encoders.py --dataset-dir ../shared/data/kvasir-seg --in-channels 3 --image-sizes 96,128 \
         --encoders random,RUN_DIR/pretrain/dcl_cstp/models/encoder.pt --split-file RUN_DIR/splits/kvasir_seg.json
+    python benchmarks/probe_encoders.py --protocol cv --dataset-dir ../shared/data/kvasir-seg --in-channels 3 \
+        --image-sizes 128 --stage-dice true --encoders random,pixels,RUN_DIR/pretrain/dcl_cstp/models/encoder.pt \
+        --split-file RUN_DIR/splits/kvasir_seg.json
 """
 
 from __future__ import annotations
@@ -26,24 +30,19 @@ import time
 
 import fire
 import numpy as np
-import torch
 from monai.data import DataLoader, Dataset
 
 from dcl_cstp_ext.data import build_datalist, classification_preprocess
-from dcl_cstp_ext.engines import probe_encoders
+from dcl_cstp_ext.engines import build_probe_encoder, probe_encoders
 from dcl_cstp_ext.engines.knn_monitor import extract_features, knn_predict
-from dcl_cstp_ext.networks import ResNetEncoder2D, load_encoder
 from dcl_cstp_ext.utils import environment_info
 
 
 def _encoders(encoders, backbone, in_channels, seed):
-    """``(name, encoder)`` for each comma-separated name: ``random`` (seeded initial weights) or an encoder export."""
+    """``(name, encoder)`` for each comma-separated name: ``random`` (seeded initial weights), ``pixels`` or an
+    encoder export (``dcl_cstp_ext.engines.build_probe_encoder``)."""
     for name in [e.strip() for e in encoders.split(",")] if isinstance(encoders, str) else list(encoders):
-        torch.manual_seed(seed)
-        enc = ResNetEncoder2D(backbone, in_channels)
-        if name != "random":
-            load_encoder(enc, name)
-        yield name, enc
+        yield name, build_probe_encoder(name, backbone, in_channels, seed)
 
 
 def _write(report: dict, json_path: str | None) -> dict:

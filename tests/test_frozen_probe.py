@@ -277,3 +277,37 @@ def test_per_stage_dense_scores_are_the_dense_probe_on_each_stage_slice():
         np.testing.assert_allclose(scores[name], cross_validated_dense_linear(maps[:, lo:hi], grid_masks, fold))
     assert all(v.shape == (10,) for v in scores.values())
     assert "dense_dice_c3" not in probe_scores(enc, batch, labels, fold, dense=True)
+
+
+def test_the_pixels_baseline_hands_each_c3_cell_its_own_pixels_on_the_resnet_grid():
+    """``"pixels"`` (no encoder: :class:`PixelPatchEncoder`) has a ResNet-18's five map sizes; its C3 map is every
+    8x8 cell's raw pixels, so the dense probe recovers a mask drawn by colour alone and not a mask the pixels lack."""
+    from dcl_cstp_ext.engines import dense_features, probe_folds
+    from dcl_cstp_ext.engines.encoder_probe import build_probe_encoder, probe_scores
+    from dcl_cstp_ext.networks import PixelPatchEncoder
+
+    enc = build_probe_encoder("pixels", "resnet18", 3)
+    assert isinstance(enc, PixelPatchEncoder) and not list(enc.parameters())
+    x = torch.rand(2, 3, 64, 64)
+    maps, pooled = enc(x)
+    resnet_maps, _ = ResNetEncoder2D("resnet18", 3)(x)
+    assert [m.shape[-2:] for m in maps] == [m.shape[-2:] for m in resnet_maps]
+    assert all(m.shape[1] == 192 for m in maps) and pooled.shape == (2, 192)
+    cell = x[1, :, 8:16, 24:32]  # row 1, column 3 of the 8x8 grid
+    torch.testing.assert_close(maps[2][1, :, 1, 3].view(3, 8, 8), cell)
+    torch.testing.assert_close(maps[3][0, :, 0, 0], maps[2][0, :, :2, :2].mean(dim=(1, 2)))
+    torch.testing.assert_close(pooled, maps[2].mean(dim=(2, 3)))
+    with pytest.raises(ValueError, match="multiples of 8"):
+        enc(torch.rand(1, 3, 60, 60))
+
+    g = torch.Generator().manual_seed(0)
+    red = torch.rand(12, 1, 8, 8, generator=g) > 0.5  # which 8x8 cells are red: the mask
+    images = 0.5 * torch.rand(12, 3, 64, 64, generator=g)
+    images[:, 0] += 0.5 * red.float().repeat_interleave(8, 2).repeat_interleave(8, 3)[:, 0]
+    colour_mask = red.float().repeat_interleave(8, 2).repeat_interleave(8, 3)
+    other_mask = (torch.rand(12, 1, 8, 8, generator=g) > 0.5).float().repeat_interleave(8, 2).repeat_interleave(8, 3)
+    labels, fold = np.array([0, 1] * 6), probe_folds(np.array([0, 1] * 6), 2, 0)
+    by_colour = probe_scores(enc, [{"image": images, "mask": colour_mask}], labels, fold, dense=True)["dense_dice"]
+    unrelated = probe_scores(enc, [{"image": images, "mask": other_mask}], labels, fold, dense=True)["dense_dice"]
+    assert by_colour.mean() > 0.95 and unrelated.mean() < 0.7
+    assert dense_features(enc, [{"image": images, "mask": colour_mask}], label_key="mask")[0].shape == (12, 576, 8, 8)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from monai.data import DataLoader
 
-from ..networks import ResNetEncoder2D, load_encoder
+from ..networks import PixelPatchEncoder, ResNetEncoder2D, load_encoder
 from ..networks.export import read_export_meta
 from ..utils import environment_info
 from .frozen_probe import (
@@ -63,9 +63,13 @@ def labelled_items(datalist: Mapping) -> tuple[list[dict], str]:
             "lesion-size tertiles")
 
 
-def build_probe_encoder(encoder: str | None, backbone: str, in_channels: int, seed: int = 0) -> ResNetEncoder2D:
+def build_probe_encoder(encoder: str | None, backbone: str, in_channels: int,
+                        seed: int = 0) -> ResNetEncoder2D | PixelPatchEncoder:
     """A ResNet encoder: randomly initialised (seeded) when ``encoder`` is None or ``"random"``, else with the
-    weights of the export at ``encoder``, whose recorded backbone must be ``backbone``."""
+    weights of the export at ``encoder``, whose recorded backbone must be ``backbone``. ``"pixels"``: no encoder
+    at all, each cell's raw pixels (:class:`~dcl_cstp_ext.networks.PixelPatchEncoder`, the probes' floor)."""
+    if encoder == "pixels":
+        return PixelPatchEncoder(in_channels)
     torch.manual_seed(seed)
     net = ResNetEncoder2D(backbone, in_channels)
     if encoder in (None, "random"):
@@ -156,7 +160,7 @@ def _setup(datalist: Mapping, folds: int, seed: int) -> tuple[list[dict], str, n
 def probe_encoders(datalist: Mapping, encoders: Sequence[str | None], image_size: int, backbone: str,
                    in_channels: int, seed: int = 0, folds: int = 5, device: str | torch.device = "cpu",
                    log: Callable[[str], None] = logger.info, stage_dice: bool = False) -> dict:
-    """Probe each of ``encoders`` (an export path, or None / ``"random"``) on ``datalist``'s labelled images at
+    """Probe each of ``encoders`` (an export path, None / ``"random"`` or ``"pixels"``) on ``datalist``'s labelled images at
     ``image_size``; every encoder after the first is compared with the first (``*_vs_random`` when the first is
     random, else ``*_vs_reference``). Returns the report: protocol, labels, majority-class accuracy and a row per
     encoder."""

@@ -17,6 +17,7 @@ from .export import (
 )
 from .finetune import init_encoder
 from .heads import MLPHead, build_projection_head
+from .pixel_patches import PixelPatchEncoder
 from .resnet_encoder import (
     ENCODER_CHANNELS,
     PooledResNetEncoder2D,
@@ -31,6 +32,7 @@ from .weights import extract_encoder_state, load_encoder
 __all__ = [
     "ResNetEncoder2D",
     "PooledResNetEncoder2D",
+    "PixelPatchEncoder",
     "ENCODER_CHANNELS",
     "ZeroPadShortcut",
     "scriptable_shortcuts",
