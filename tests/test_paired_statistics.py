@@ -64,3 +64,16 @@ def test_pairs_by_seed_not_by_position():
     assert c.differences == pytest.approx((0.0, 0.1, 0.2))  # seeds 0, 1, 2
     assert paired_by_key({"0": 1.0}, {"1": 1.0}) is None
     assert c.as_dict()["n"] == 3 and c.as_dict()["within_noise"] is True
+
+
+def test_the_signed_rank_floor_is_scipys_p_when_every_difference_has_one_sign():
+    """The report states the smallest p the signed-rank test can give with its pairs: 2 / 2**n, which is scipy's
+    exact p for n distinct differences all of one sign (0.25 with 3 pairs, 0.0625 with 5)."""
+    from dcl_cstp_ext.metrics import signed_rank_floor
+
+    for n in (2, 3, 5, 6, 8):
+        assert signed_rank_floor(n) == pytest.approx(stats.wilcoxon(np.arange(1.0, n + 1)).pvalue)
+        assert paired_comparison(np.arange(1.0, n + 1), np.zeros(n)).wilcoxon_p == pytest.approx(signed_rank_floor(n))
+    assert (signed_rank_floor(1), signed_rank_floor(3), signed_rank_floor(5)) == (1.0, 0.25, 0.0625)
+    with pytest.raises(ValueError, match="at least 1 pair"):
+        signed_rank_floor(0)

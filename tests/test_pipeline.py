@@ -195,6 +195,7 @@ def test_report_header_lists_every_finished_run_not_only_the_last_command(tmp_pa
     stats = header.split("## What pre-training changed")[1]
     assert "| dcl_cstp | 1 | +5.00 | +5.00 (1 pair) | n/a | 1 | within noise (1 of 3 seeds) |" in stats
     assert "| random | 1 | -5.00 | -5.00 (1 pair) | n/a | 1 | within noise (1 of 3 seeds) |" in stats
+    assert "the signed-rank p cannot go below 1 with 1 pair, all differences of one sign" in stats
     assert json.loads((run / "statistics.json").read_text())["comparisons"][0]["differences"] == [5.0]
     # each initialisation's recipe, as its fine-tunings ran
     assert "| random | 0.001 | 1.0 | 1.0 | 2 | None | None | None | hv | presets/cpu.json |" in text

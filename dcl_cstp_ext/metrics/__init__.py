@@ -12,7 +12,7 @@ from .classification import (
     per_class_recall,
     roc_auc_ovr,
 )
-from .paired import PairedComparison, paired_by_key, paired_comparison
+from .paired import PairedComparison, paired_by_key, paired_comparison, signed_rank_floor
 from .segmentation import (
     METRIC_NAMES,
     binary_mask,
@@ -41,6 +41,7 @@ __all__ = [
     "mask_contour",
     "paired_by_key",
     "paired_comparison",
+    "signed_rank_floor",
     "per_class_f1",
     "per_class_precision",
     "per_class_recall",

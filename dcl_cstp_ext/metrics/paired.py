@@ -6,8 +6,9 @@ initialisation differs. The unit of noise is the seed, so the interval is Studen
 
     mean d +- t_{n-1, (1+level)/2} * sd(d) / sqrt(n)
 
-With three pairs the signed-rank test cannot reach p < 0.25 (two-sided), so the t interval decides whether a
-difference is larger than its noise; the signed-rank p is shown beside it as the assumption-free check.
+The exact signed-rank test of n pairs cannot reach p < 2 / 2**n (two-sided; :func:`signed_rank_floor`: 0.25 with
+three pairs, 0.0625 with five), so the t interval decides whether a difference is larger than its noise; the
+signed-rank p is shown beside it as the assumption-free check.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["PairedComparison", "paired_comparison", "paired_by_key"]
+__all__ = ["PairedComparison", "paired_comparison", "paired_by_key", "signed_rank_floor"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,14 @@ class PairedComparison:
 
     def as_dict(self) -> dict:
         return {**asdict(self), "differences": list(self.differences), "n": self.n, "within_noise": self.within_noise}
+
+
+def signed_rank_floor(n: int) -> float:
+    """The smallest two-sided p of the exact Wilcoxon signed-rank test on ``n`` pairs, ``2 / 2**n``: every
+    difference of one sign (the one sign pattern of 2**n as extreme, and its mirror)."""
+    if n < 1:
+        raise ValueError(f"the signed-rank test needs at least 1 pair, got {n}")
+    return min(1.0, 2.0 / 2**n)
 
 
 def paired_comparison(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> PairedComparison:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..metrics.paired import signed_rank_floor
 from ..pipeline.presets import task_spec
 from .curation import curation_document
 from .document import Document
@@ -74,13 +75,14 @@ def _statistics_section(doc: Document, run: Path, kind: str) -> None:
         return
     write_statistics(run, stats)
     pairs = sorted({s["n"] for s in stats})
+    floors = ", ".join(f"{signed_rank_floor(n):.3g} with {n} pair{'s' if n != 1 else ''}" for n in pairs)
     doc.paragraph(
         "A pair is one fine-tuning seed of both initialisations (the same labelled images, split and seed). Each cell "
         "is the mean of the per-seed differences in points (distances in pixels; lower is better for them) with its "
         "95% Student-t interval; **bold**: the interval is clear of 0, otherwise the difference is within the seed "
-        "noise. Paired t-test and Wilcoxon signed-rank test, two-sided (with 3 pairs the signed-rank p cannot go "
-        f"below 0.25). Pairs per comparison: {', '.join(map(str, pairs))}; each pre-training ran once, so its own "
-        f"seed noise is not in these intervals. The protocol asks {MIN_SEEDS} paired seeds per comparison, "
+        "noise. Paired t-test and Wilcoxon signed-rank test, two-sided (the signed-rank p cannot go below "
+        f"{floors}, all differences of one sign). Each pre-training ran once, so its own seed noise is not in these "
+        f"intervals. The protocol asks {MIN_SEEDS} paired seeds per comparison, "
         f"{CLOSE_SEEDS} where the two are within {CLOSE_POINTS:g} point; a verdict says \"k of n seeds\" where fewer "
         "ran. All comparisons: `statistics.json`.")
     for title, header, rows in statistics_tables(stats, kind):
