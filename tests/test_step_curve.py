@@ -33,8 +33,8 @@ def test_step_curve_keeps_and_probes_each_encoder(tmp_path, demo_data):
 
 
 def test_the_curve_runs_its_epochs_past_the_presets_step_budget(tmp_path, demo_data):
-    """The ``cpu`` preset stops pre-training at 1,320 steps; a curve of ``--epochs`` must not stop there (it did:
-    120 epochs of Kvasir-SEG ran 60 and were labelled with half the steps), and a step budget given in
+    """The ``cpu`` preset stops pre-training at 1,320 steps; a curve of ``--epochs`` must not stop there (before
+    the fix 120 epochs of Kvasir-SEG would have run 60, labelled with half the steps), and a step budget given in
     ``--overrides`` is refused rather than silently replaced."""
     from dcl_cstp_ext.engines.optim import epochs_for
     from dcl_cstp_ext.pipeline.runner import merged_config
