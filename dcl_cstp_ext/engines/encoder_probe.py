@@ -161,9 +161,9 @@ def probe_encoders(datalist: Mapping, encoders: Sequence[str | None], image_size
                    in_channels: int, seed: int = 0, folds: int = 5, device: str | torch.device = "cpu",
                    log: Callable[[str], None] = logger.info, stage_dice: bool = False) -> dict:
     """Probe each of ``encoders`` (an export path, None / ``"random"`` or ``"pixels"``) on ``datalist``'s labelled
-    images at ``image_size``; every encoder after the first is compared with the first (``*_vs_random`` when the first is
-    random, else ``*_vs_reference``). Returns the report: protocol, labels, majority-class accuracy and a row per
-    encoder."""
+    images at ``image_size``; every encoder after the first is compared with the first (``*_vs_random`` when the
+    first is random, else ``*_vs_reference``). Returns the report: protocol, labels, majority-class accuracy and a
+    row per encoder."""
     items, kind, labels, fold = _setup(datalist, folds, seed)
     t0 = time.perf_counter()
     loader = probe_loader(items, image_size, in_channels)
