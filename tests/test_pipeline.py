@@ -320,6 +320,38 @@ def test_pretrain_curves_add_the_bank_staleness_panel_when_a_run_logs_it(tmp_pat
     assert widths["with"] == pytest.approx(widths["without"] * 4 / 3, rel=0.02)  # a fourth panel of the same width
 
 
+def test_finetune_curves_average_finished_seeds_and_pair_each_init_with_random_by_seed(tmp_path):
+    from dcl_cstp_ext.reports.pipeline_figures import plot_finetune_curves
+    from dcl_cstp_ext.reports.pipeline_results import finetune_curves, paired_curve_gap
+
+    def write(init, seed, dice, done=True):
+        train = tmp_path / "finetune" / init / "lf0.1" / f"seed{seed}" / "train"
+        train.mkdir(parents=True)
+        (train / "val_metrics.jsonl").write_text("".join(
+            json.dumps({"epoch": e + 1, "val_mean_dice": d}) + "\n" for e, d in enumerate(dice)))
+        (train / "metrics.jsonl").write_text("".join(
+            json.dumps({"epoch": e + 1, "train_loss": 1 - d}) + "\n" for e, d in enumerate(dice)))
+        if done:
+            (train / "DONE.json").write_text("{}")
+
+    write("random", 0, [0.2, 0.4, 0.6])
+    write("random", 1, [0.3, 0.5, 0.7, 0.8])  # a longer run: the group is cut to the epochs every seed logged
+    write("dcl_cstp", 0, [0.5, 0.6, 0.6])
+    write("dcl_cstp", 2, [0.1, 0.1, 0.1])  # no random seed 2: left out of the pairing
+    write("simclr", 0, [0.9, 0.9], done=False)  # still running: left out
+    curves = finetune_curves(tmp_path, "val_metrics.jsonl", "val_mean_dice")
+    assert list(curves) == [("random", "0.1"), ("dcl_cstp", "0.1")]
+    assert curves[("random", "0.1")]["seeds"] == ["0", "1"]
+    assert curves[("random", "0.1")]["values"].tolist() == [[0.2, 0.4, 0.6], [0.3, 0.5, 0.7]]
+    epochs, gap, seeds = paired_curve_gap(curves, ("dcl_cstp", "0.1"))
+    assert seeds == ["0"] and epochs.tolist() == [1, 2, 3]
+    assert gap == pytest.approx([0.3, 0.2, 0.0])  # the lead that random init closes by the last epoch
+    assert paired_curve_gap(curves, ("random", "0.1")) is None
+    (tmp_path / "figures").mkdir()
+    width = Image.open(plot_finetune_curves(tmp_path, tmp_path / "figures")).size[0]
+    assert width == pytest.approx(3 * 6 * 90, rel=0.02)  # loss, validation metric, and the lead over random init
+
+
 def test_the_evaluated_split_names_its_image_count_for_classification_and_segmentation(tmp_path):
     """The classifier's evaluation keeps its count in ``summary.num_images``, the segmenters' in ``n``."""
     from dcl_cstp_ext.reports.pipeline_results import evaluated_splits_sentence

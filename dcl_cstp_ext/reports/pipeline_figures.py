@@ -15,7 +15,7 @@ from monai.data import DataLoader, Dataset
 from ..data import build_folder_datalist, read_datalist, unlabelled_preprocess
 from ..engines import extract_features
 from ..networks import ResNetEncoder2D, load_encoder
-from .pipeline_results import init_order, read_jsonl
+from .pipeline_results import finetune_curves, paired_curve_gap, read_jsonl
 
 __all__ = ["plot_embedding", "plot_finetune_curves", "plot_pretrain_curves"]
 
@@ -59,38 +59,52 @@ def plot_pretrain_curves(run: Path, fig_dir: Path) -> Path | None:
 
 
 def plot_finetune_curves(run: Path, fig_dir: Path) -> Path | None:
+    """Fine-tuning loss and the first validation metric, each initialisation and label fraction as its mean over
+    seeds (band: lowest to highest seed), and each initialisation minus random init per epoch, paired by seed: how
+    far ahead a pre-trained start is along the fine-tuning, and whether random init catches up."""
+    losses = finetune_curves(run, "metrics.jsonl", "train_loss")
+    val_keys = sorted({k for p in run.glob("finetune/*/lf*/seed*/train/val_metrics.jsonl") for r in read_jsonl(p)
+                       for k in r if k.startswith("val_")})
+    vals = finetune_curves(run, "val_metrics.jsonl", val_keys[0]) if val_keys else {}
+    if not losses and not vals:
+        return None
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curves, val_curves = {}, {}
-    for p in sorted(run.glob("finetune/*/lf*/seed*/train/metrics.jsonl")):
-        name = f"{p.parts[-5]} {p.parts[-4]} {p.parts[-3]}"
-        curves[name] = read_jsonl(p)
-        val_curves[name] = read_jsonl(p.with_name("val_metrics.jsonl"))
-    if not any(curves.values()):
-        return None
-    val_keys = sorted({k for rows in val_curves.values() for r in rows for k in r if k.startswith("val_")})
-    fig, axes = plt.subplots(1, 1 + bool(val_keys), figsize=(6 + 6 * bool(val_keys), 4), squeeze=False)
-    # one colour per initialisation and label fraction, one line style per seed: the comparison reads at a glance
-    groups = sorted({name.rsplit(" ", 1)[0] for name in curves}, key=lambda g: (init_order(g.split()[0]), g))
-    seeds = sorted({name.rsplit(" ", 1)[1] for name in curves})
-    for name, rows in curves.items():
-        group, seed = name.rsplit(" ", 1)
-        style = {"color": plt.get_cmap("tab10")(groups.index(group) % 10),
-                 "linestyle": ("-", "--", ":", "-.")[seeds.index(seed) % 4], "label": name}
-        axes[0, 0].plot([r["epoch"] for r in rows], [r.get("train_loss", math.nan) for r in rows], **style)
-        if val_keys:
-            pts = [(r["epoch"], r[val_keys[0]]) for r in val_curves[name] if val_keys[0] in r]
-            if pts:
-                axes[0, 1].plot(*zip(*pts), marker="o", markersize=4, **style)
-    axes[0, 0].set_title("fine-tuning loss")
-    if val_keys:
-        axes[0, 1].set_title(f"validation {val_keys[0].removeprefix('val_')}")
+    gaps = {g: gap for g in vals if (gap := paired_curve_gap(vals, g)) is not None}
+    panels = [("fine-tuning loss (mean over seeds)", losses)]
+    if vals:
+        metric = val_keys[0].removeprefix("val_")
+        panels.append((f"validation {metric} (mean over seeds; band: lowest to highest)", vals))
+    fig, axes = plt.subplots(1, len(panels) + bool(gaps), figsize=(6 * (len(panels) + bool(gaps)), 4), squeeze=False)
+    groups = list(dict.fromkeys([*losses, *vals]))
+    inits = list(dict.fromkeys(g[0] for g in groups))
+    fractions = list(dict.fromkeys(g[1] for g in groups))
+
+    def style(group: tuple[str, str], seeds: list[str]) -> dict:
+        # one colour per initialisation, one line style per label fraction
+        return {"color": plt.get_cmap("tab10")(inits.index(group[0]) % 10),
+                "linestyle": ("-", "--", ":", "-.")[fractions.index(group[1]) % 4],
+                "label": f"{group[0]} {100 * float(group[1]):g}% ({len(seeds)} seed{'s' * (len(seeds) > 1)})"}
+
+    for ax, (title, curves) in zip(axes[0], panels):
+        for group, c in curves.items():
+            ax.plot(c["epochs"], c["values"].mean(0), **style(group, c["seeds"]))
+            if len(c["seeds"]) > 1:
+                ax.fill_between(c["epochs"], c["values"].min(0), c["values"].max(0), alpha=0.12,
+                                color=style(group, c["seeds"])["color"])
+        ax.set_title(title, fontsize=10)
+    if gaps:
+        ax = axes[0, -1]
+        ax.axhline(0, color="grey", linewidth=0.8)
+        for group, (epochs, gap, seeds) in gaps.items():
+            ax.plot(epochs, 100 * gap, **style(group, seeds))
+        ax.set_title(f"{metric} minus random init's, paired by seed (points)", fontsize=10)
     for ax in axes[0]:
         ax.set_xlabel("epoch")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     path = fig_dir / "finetune_curves.png"
     fig.savefig(path, dpi=90)

@@ -208,7 +208,8 @@ def write_report(run: str | Path) -> Path:
 
     doc.heading(2, "Training")
     doc.image(plot_pretrain_curves(run, fig_dir), "pre-training: loss, collapse signal, k-NN monitor")
-    doc.image(plot_finetune_curves(run, fig_dir), "fine-tuning curves")
+    doc.image(plot_finetune_curves(run, fig_dir),
+              "fine-tuning: each initialisation's mean over seeds, and its lead over random init epoch by epoch")
 
     doc.heading(2, "Evaluation pictures")
     best = None

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["METRICS", "PAPER_RESULTS", "RECIPE_KEYS", "collect_by_seed", "collect_results", "evaluated_splits_sentence",
-           "evaluations", "find_metric", "finetune_recipes", "finished_runs", "format_values", "init_order", "read_jsonl",
-           "stage_times"]
+           "evaluations", "finetune_curves", "find_metric", "finetune_recipes", "finished_runs", "format_values",
+           "init_order", "paired_curve_gap", "read_jsonl", "stage_times"]
 
 #: the fine-tuning settings the report shows per initialisation (each fine-tuning's resolved ``config.json``)
 RECIPE_KEYS = ("lr", "encoder_lr_scale", "layer_decay", "warmup_epochs", "max_epochs", "batch_size", "image_size",
@@ -150,6 +150,43 @@ def finished_runs(run: Path) -> dict[str, list[str]]:
         "fractions": sorted({e[1] for e in found}, key=float, reverse=True),
         "seeds": sorted({e[2] for e in found}, key=int),
     }
+
+
+def finetune_curves(run: Path, file: str, key: str) -> dict[tuple[str, str], dict]:
+    """Each finished fine-tuning's per-epoch ``key`` from its ``train/<file>`` (``metrics.jsonl`` or
+    ``val_metrics.jsonl``), grouped by (initialisation, label fraction): ``{"epochs": (E,), "seeds": [S],
+    "values": (S, E)}``, cut to the epochs every seed of the group logged. Groups without ``key`` are left out."""
+    grouped: dict[tuple[str, str], dict[str, list]] = {}
+    for path in sorted(run.glob(f"finetune/*/lf*/seed*/train/{file}")):
+        if not (path.parent / "DONE.json").is_file():
+            continue  # a fine-tuning still running (or stopped) would cut its group's curves short
+        rows = [r for r in read_jsonl(path) if key in r and "epoch" in r]
+        if rows:
+            init, fraction, seed = path.parts[-5], path.parts[-4].removeprefix("lf"), path.parts[-3].removeprefix("seed")
+            grouped.setdefault((init, fraction), {})[seed] = rows
+    curves = {}
+    for group, by_seed in sorted(grouped.items(), key=lambda kv: (init_order(kv[0][0]), -float(kv[0][1]))):
+        n = min(len(rows) for rows in by_seed.values())
+        seeds = sorted(by_seed, key=int)
+        curves[group] = {"epochs": np.array([r["epoch"] for r in by_seed[seeds[0]][:n]]), "seeds": seeds,
+                         "values": np.array([[r[key] for r in by_seed[s][:n]] for s in seeds], dtype=float)}
+    return curves
+
+
+def paired_curve_gap(curves: dict[tuple[str, str], dict], group: tuple[str, str],
+                     reference: str = "random") -> tuple[np.ndarray, np.ndarray, list[str]] | None:
+    """Per epoch, ``group``'s curve minus the ``reference`` initialisation's at the same label fraction, averaged
+    over the seeds both ran: (epochs (E,), mean difference (E,), the paired seeds), or None without a pair."""
+    ref = curves.get((reference, group[1]))
+    own = curves[group]
+    if ref is None or group[0] == reference:
+        return None
+    seeds = [s for s in own["seeds"] if s in ref["seeds"]]
+    if not seeds:
+        return None
+    n = min(len(own["epochs"]), len(ref["epochs"]))
+    diff = [own["values"][own["seeds"].index(s), :n] - ref["values"][ref["seeds"].index(s), :n] for s in seeds]
+    return own["epochs"][:n], np.mean(diff, axis=0), seeds
 
 
 def init_order(init: str) -> tuple[int, str]:
