@@ -160,7 +160,8 @@ def finetune_curves(run: Path, file: str, key: str) -> dict[tuple[str, str], dic
     for path in sorted(run.glob(f"finetune/*/lf*/seed*/train/{file}")):
         if not (path.parent / "DONE.json").is_file():
             continue  # a fine-tuning still running (or stopped) would cut its group's curves short
-        rows = [r for r in read_jsonl(path) if key in r and "epoch" in r]
+        by_epoch = {r["epoch"]: r for r in read_jsonl(path) if key in r and "epoch" in r}  # a resumed epoch: its last
+        rows = [by_epoch[e] for e in sorted(by_epoch)]
         if rows:
             init, fraction, seed = path.parts[-5], path.parts[-4].removeprefix("lf"), path.parts[-3].removeprefix("seed")
             grouped.setdefault((init, fraction), {})[seed] = rows
