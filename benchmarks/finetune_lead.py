@@ -17,10 +17,15 @@ from pathlib import Path
 
 import fire
 
-from dcl_cstp_ext.metrics.paired import paired_comparison
-from dcl_cstp_ext.reports.pipeline_results import finetune_curves, read_jsonl
+from dcl_cstp_ext.metrics.paired import paired_by_key
+from dcl_cstp_ext.reports.pipeline_results import finetune_curves, first_validation_metric
 
 QUARTERS = (0.25, 0.5, 0.75, 1.0)
+
+
+def _span_means(curve: dict, start: int, end: int) -> dict[str, float]:
+    """Seed -> the curve's mean over epochs ``start``..``end - 1`` (0-based), in points."""
+    return {seed: 100 * float(values[start:end].mean()) for seed, values in zip(curve["seeds"], curve["values"])}
 
 
 def lead_table(run: str | Path, metric: str | None = None) -> dict:
@@ -28,12 +33,9 @@ def lead_table(run: str | Path, metric: str | None = None) -> dict:
     each initialisation minus random init, in points, averaged over epochs ``first``-``last`` (each quarter of the
     schedule, then the last epoch alone)."""
     run = Path(run)
-    if metric is None:  # the first validation metric, as the fine-tuning's model selection and the report use it
-        keys = sorted({k for p in run.glob("finetune/*/lf*/seed*/train/val_metrics.jsonl") for r in read_jsonl(p)
-                       for k in r if k.startswith("val_")})
-        if not keys:
-            raise FileNotFoundError(f"{run}: no finished fine-tuning with a val_metrics.jsonl")
-        metric = keys[0]
+    metric = metric or first_validation_metric(run)
+    if metric is None:
+        raise FileNotFoundError(f"{run}: no finished fine-tuning with a val_metrics.jsonl")
     curves = finetune_curves(run, "val_metrics.jsonl", metric)
     rows = []
     for (init, fraction), own in curves.items():
@@ -48,9 +50,7 @@ def lead_table(run: str | Path, metric: str | None = None) -> dict:
         spans = [(start, end) for start, end in zip([0, *ends[:-1]], ends) if end > start] + [(n_epochs - 1, n_epochs)]
         leads = []
         for start, end in spans:
-            a = [100 * own["values"][own["seeds"].index(s), start:end].mean() for s in seeds]
-            b = [100 * ref["values"][ref["seeds"].index(s), start:end].mean() for s in seeds]
-            c = paired_comparison(a, b)
+            c = paired_by_key(_span_means(own, start, end), _span_means(ref, start, end))
             leads.append({"first": int(own["epochs"][start]), "last": int(own["epochs"][end - 1]), "mean": c.mean,
                           "low": c.low, "high": c.high, "differences": list(c.differences)})
         rows.append({"init": init, "fraction": fraction, "seeds": seeds, "epochs": n_epochs, "leads": leads})

@@ -15,7 +15,7 @@ from monai.data import DataLoader, Dataset
 from ..data import build_folder_datalist, read_datalist, unlabelled_preprocess
 from ..engines import extract_features
 from ..networks import ResNetEncoder2D, load_encoder
-from .pipeline_results import finetune_curves, paired_curve_gap, read_jsonl
+from .pipeline_results import finetune_curves, first_validation_metric, paired_curve_gap, read_jsonl
 
 __all__ = ["plot_embedding", "plot_finetune_curves", "plot_pretrain_curves"]
 
@@ -63,9 +63,8 @@ def plot_finetune_curves(run: Path, fig_dir: Path) -> Path | None:
     seeds (band: lowest to highest seed), and each initialisation minus random init per epoch, paired by seed: how
     far ahead a pre-trained start is along the fine-tuning, and whether random init catches up."""
     losses = finetune_curves(run, "metrics.jsonl", "train_loss")
-    val_keys = sorted({k for p in run.glob("finetune/*/lf*/seed*/train/val_metrics.jsonl") for r in read_jsonl(p)
-                       for k in r if k.startswith("val_")})
-    vals = finetune_curves(run, "val_metrics.jsonl", val_keys[0]) if val_keys else {}
+    val_key = first_validation_metric(run)
+    vals = finetune_curves(run, "val_metrics.jsonl", val_key) if val_key else {}
     if not losses and not vals:
         return None
     import matplotlib
@@ -76,7 +75,7 @@ def plot_finetune_curves(run: Path, fig_dir: Path) -> Path | None:
     gaps = {g: gap for g in vals if (gap := paired_curve_gap(vals, g)) is not None}
     panels = [("fine-tuning loss (mean over seeds)", losses)]
     if vals:
-        metric = val_keys[0].removeprefix("val_")
+        metric = val_key.removeprefix("val_")
         panels.append((f"validation {metric} (mean over seeds; band: lowest to highest)", vals))
     fig, axes = plt.subplots(1, len(panels) + bool(gaps), figsize=(6 * (len(panels) + bool(gaps)), 4), squeeze=False)
     groups = list(dict.fromkeys([*losses, *vals]))

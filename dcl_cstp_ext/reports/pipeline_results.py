@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["METRICS", "PAPER_RESULTS", "RECIPE_KEYS", "collect_by_seed", "collect_results", "evaluated_splits_sentence",
-           "evaluations", "finetune_curves", "find_metric", "finetune_recipes", "finished_runs", "format_values",
-           "init_order", "paired_curve_gap", "read_jsonl", "stage_times"]
+           "evaluations", "finetune_curves", "find_metric", "finetune_recipes", "finished_runs", "first_validation_metric",
+           "format_values", "init_order", "paired_curve_gap", "read_jsonl", "stage_times"]
 
 #: the fine-tuning settings the report shows per initialisation (each fine-tuning's resolved ``config.json``)
 RECIPE_KEYS = ("lr", "encoder_lr_scale", "layer_decay", "warmup_epochs", "max_epochs", "batch_size", "image_size",
@@ -150,6 +150,14 @@ def finished_runs(run: Path) -> dict[str, list[str]]:
         "fractions": sorted({e[1] for e in found}, key=float, reverse=True),
         "seeds": sorted({e[2] for e in found}, key=int),
     }
+
+
+def first_validation_metric(run: Path) -> str | None:
+    """The first ``val_*`` key, in sorted order, of the fine-tunings' ``val_metrics.jsonl`` (``val_accuracy`` for
+    classification, ``val_mean_dice`` for segmentation: the metric that picks each fine-tuning's best epoch)."""
+    keys = {k for p in run.glob("finetune/*/lf*/seed*/train/val_metrics.jsonl") for r in read_jsonl(p) for k in r
+            if k.startswith("val_")}
+    return min(keys) if keys else None
 
 
 def finetune_curves(run: Path, file: str, key: str) -> dict[tuple[str, str], dict]:
